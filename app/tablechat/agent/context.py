@@ -1,0 +1,74 @@
+"""What an engine gets to answer one question: the database, its schema, the guard, settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Settings
+from ..semantic import SemanticLayer
+from ..sql.database import Database, QueryResult
+from ..sql.guard import CheckedSQL, SQLGuard
+from ..sql.schema import SchemaSnapshot
+
+
+@dataclass(slots=True)
+class Message:
+    role: str  # "user" or "assistant"
+    content: str
+    sql: str | None = None
+
+
+@dataclass(slots=True)
+class QuestionContext:
+    question: str
+    history: list[Message]
+    database: Database
+    snapshot: SchemaSnapshot
+    guard: SQLGuard
+    settings: Settings
+    semantic: SemanticLayer | None = None
+    session: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def last_sql(self) -> str | None:
+        return next((m.sql for m in reversed(self.history) if m.sql), None)
+
+    def check(self, sql: str) -> CheckedSQL:
+        return self.guard.check(sql)
+
+    def run(self, checked: CheckedSQL) -> QueryResult:
+        return self.database.execute(
+            checked.sql, max_rows=self.settings.max_rows, session=self.session
+        )
+
+
+def normalize_history(history: Any) -> list[Message]:
+    """Accept OpenAI-style dicts, (user, assistant) pairs, Messages, or Gradio's content parts."""
+    out: list[Message] = []
+    for item in history or []:
+        if isinstance(item, Message):
+            out.append(item)
+        elif isinstance(item, dict):
+            role = str(item.get("role", "user"))
+            out.append(Message(role, _content_text(item.get("content")), item.get("sql")))
+        elif isinstance(item, list | tuple) and len(item) == 2:
+            user, assistant = item
+            if user:
+                out.append(Message("user", _content_text(user)))
+            if assistant:
+                out.append(Message("assistant", _content_text(assistant)))
+    return [m for m in out if m.role in ("user", "assistant") and (m.content or m.sql)]
+
+
+def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or content.get("content") or "")
+    if isinstance(content, list | tuple):
+        return " ".join(_content_text(part) for part in content).strip()
+    return str(content)

@@ -1,0 +1,195 @@
+"""The ``tablechat`` command: a thin client of the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import events as ev
+from .answer import Answer
+from .config import settings_table
+from .errors import ConfigurationError, TableChatError, UserFacingError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _settings_epilog() -> str:
+    lines = ["settings (environment variables):"]
+    for env, default, help_text in settings_table():
+        shown = f" [default: {default}]" if default else ""
+        lines.append(f"  {env}{shown}\n      {help_text}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tablechat",
+        description="Ask your database in plain language.",
+        epilog=_settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--database", "--db", dest="database", metavar="DB",
+                       help="DuckDB file or SQLAlchemy URL (default: the demo database)")
+        p.add_argument("--llm-url", metavar="URL",
+                       help="OpenAI-compatible base URL of a vLLM server, e.g. "
+                       "http://127.0.0.1:8000/v1 (default: none, the offline engine answers)")
+        p.add_argument("--llm-model", metavar="NAME",
+                       help="model to request (default: the first the server lists)")
+
+    serve = sub.add_parser("serve", help="serve the web chat UI and the API",
+                           description="Serve the chat UI at / and the API under /api and /v1.")
+    common(serve)
+    serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: 7860)")
+
+    ask = sub.add_parser("ask", help="answer one question",
+                         description="Answer one question: progress on stderr, the table on "
+                         "stdout.")
+    common(ask)
+    ask.add_argument("question", help="the question, in plain language")
+    ask.add_argument("--json", action="store_true",
+                     help='print {"question","sql","columns","rows","text","engine"} as JSON')
+    ask.add_argument("--max-rows", type=int, help="most rows to print and fetch")
+
+    demo = sub.add_parser("demo", help="build the demo database",
+                          description="Build the demo retail database (deterministic, local).")
+    demo.add_argument("--path", help="where to write it (default: data/demo.duckdb in a checkout, "
+                      "else the user's data directory)")
+    demo.add_argument("--force", action="store_true", help="rebuild even if it exists")
+
+    if _has_eval():
+        from .eval.cli import add_eval_parser
+
+        add_eval_parser(sub)
+    return parser
+
+
+def _has_eval() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("tablechat.eval.cli") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _connect(args: argparse.Namespace, **extra: Any) -> Any:
+    from .api import connect
+
+    overrides = {k: v for k, v in extra.items() if v is not None}
+    if getattr(args, "llm_model", None):
+        overrides["llm_model"] = args.llm_model
+    return connect(args.database, llm=args.llm_url, **overrides)
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in columns]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = []
+    for n, row in enumerate(cells):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    tc = _connect(args, max_rows=args.max_rows)
+    answer = Answer(question=args.question)
+
+    async def run() -> None:
+        async for event in tc.stream(args.question, usage=answer.usage):
+            answer.apply(event)
+            if isinstance(event, ev.Status):
+                print(f"… {event.message}", file=sys.stderr, flush=True)
+            elif isinstance(event, ev.SQL) and not args.json:
+                print(f"SQL: {event.sql}", file=sys.stderr, flush=True)
+
+    try:
+        asyncio.run(run())
+    finally:
+        tc.close()
+    if args.json:
+        data = answer.to_dict()
+        out = {k: data[k] for k in ("question", "sql", "columns", "rows", "text", "engine")}
+        if answer.error:
+            out["error"] = answer.error
+        print(json.dumps(out, default=str, ensure_ascii=False))
+    else:
+        if answer.columns:
+            print(format_table(answer.columns, answer.rows))
+            if answer.truncated:
+                print(f"(first {len(answer.rows)} rows)", file=sys.stderr)
+        if answer.text:
+            print(f"\n{answer.text}" if answer.columns else answer.text)
+        print(f"[engine: {answer.engine or '-'}]", file=sys.stderr)
+    if answer.error:
+        print(f"error: {answer.error}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from .demo import build_demo, default_demo_path
+
+    path = args.path or default_demo_path()
+    start = time.perf_counter()
+    print(f"building the demo database at {path} …", file=sys.stderr)
+    built = build_demo(path, force=args.force)
+    print(f"ready: {built} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .web.server import serve
+
+    tc = _connect(args)
+    serve(tc, host=args.host, port=args.port)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"ask": cmd_ask, "demo": cmd_demo, "serve": cmd_serve}
+    if _has_eval():
+        from .eval.cli import cmd_eval
+
+        handlers["eval"] = cmd_eval
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return handlers[args.command](args)
+    except ConfigurationError as exc:
+        print(f"tablechat: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UserFacingError as exc:
+        print(f"tablechat: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except TableChatError as exc:
+        print(f"tablechat: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("tablechat: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

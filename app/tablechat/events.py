@@ -1,0 +1,82 @@
+"""The typed events a question produces.
+
+Every front end (Python API, CLI, web UI, REST/SSE, OpenAI facade) consumes the same stream;
+none reaches into the agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["status", "sql", "table", "chart", "token", "answer", "error", "done"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: Kind
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **{k: v for k, v in asdict(self).items() if k != "kind"}}
+
+
+@dataclass(frozen=True, slots=True)
+class Status(Event):
+    """A step has started: ``step`` is a short machine name, ``message`` is for people."""
+
+    step: str = ""
+    message: str = ""
+    kind: Kind = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class SQL(Event):
+    sql: str = ""
+    attempt: int = 1
+    kind: Kind = "sql"
+
+
+@dataclass(frozen=True, slots=True)
+class Table(Event):
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    total_rows: int = 0
+    truncated: bool = False
+    kind: Kind = "table"
+
+
+@dataclass(frozen=True, slots=True)
+class Chart(Event):
+    spec: dict[str, Any] = field(default_factory=dict)
+    kind: Kind = "chart"
+
+
+@dataclass(frozen=True, slots=True)
+class Token(Event):
+    text: str = ""
+    kind: Kind = "token"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerText(Event):
+    """The final answer sentence (the concatenation of the streamed tokens, or a whole text)."""
+
+    text: str = ""
+    engine: str = ""
+    kind: Kind = "answer"
+
+
+@dataclass(frozen=True, slots=True)
+class Error(Event):
+    """An error for the person. ``error_type`` names the exception class."""
+
+    message: str = ""
+    error_type: str = ""
+    retryable: bool = False
+    kind: Kind = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Done(Event):
+    ok: bool = True
+    kind: Kind = "done"

@@ -1,0 +1,1 @@
+"""SQL layer: the guard, the database sandbox and schema snapshots."""

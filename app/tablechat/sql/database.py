@@ -1,0 +1,471 @@
+"""The database layer: a sandboxed DuckDB connection, or any SQLAlchemy URL.
+
+DuckDB is opened read-only with external access off, a query timeout, memory/thread/temp limits
+and the configuration locked (DESIGN.md, guard layer 7). Each thread (and each session with
+uploads) gets its own cursor. Other databases run in a read-only transaction with a statement
+timeout where the database has one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import decimal
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ..errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    QueryTimeoutError,
+    SQLExecutionError,
+)
+from .schema import Column, ForeignKey, SchemaSnapshot, TableInfo
+
+_SQLALCHEMY_DIALECTS = {
+    "postgresql": "postgres",
+    "sqlite": "sqlite",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "mssql": "tsql",
+    "oracle": "oracle",
+    "snowflake": "snowflake",
+    "bigquery": "bigquery",
+    "duckdb": "duckdb",
+    "trino": "trino",
+    "redshift": "redshift",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool  # more rows existed than were fetched
+    elapsed_ms: float
+
+
+def _plain(value: Any) -> Any:
+    """Values safe for JSON and pandas: Decimal → float, keep dates, bytes → hex."""
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    return value
+
+
+def _plain_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    return [tuple(_plain(v) for v in row) for row in rows]
+
+
+def is_url(database: str) -> bool:
+    return "://" in database
+
+
+class Database(ABC):
+    """What the agent needs from a database."""
+
+    dialect: str = "duckdb"
+    name: str = ""
+    qualifiers: tuple[str, ...] = ()
+
+    def __init__(self, *, timeout: float, sample_values: int = 5) -> None:
+        self.timeout = timeout
+        self.sample_values = sample_values
+        self._snapshot: SchemaSnapshot | None = None
+        self._snapshot_lock = threading.Lock()
+
+    @abstractmethod
+    def execute(self, sql: str, *, max_rows: int, session: str | None = None) -> QueryResult:
+        """Run one (already guarded) query and fetch at most ``max_rows`` rows."""
+
+    @abstractmethod
+    def _build_snapshot(self) -> SchemaSnapshot: ...
+
+    def snapshot(self, *, refresh: bool = False) -> SchemaSnapshot:
+        """The schema, built once and cached."""
+        with self._snapshot_lock:
+            if self._snapshot is None or refresh:
+                self._snapshot = self._build_snapshot()
+            return self._snapshot
+
+    def session_tables(self, session: str | None) -> list[TableInfo]:
+        """Tables only ``session`` sees (uploads); none by default."""
+        return []
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DuckDBDatabase(Database):
+    """A DuckDB file opened as a sandbox."""
+
+    dialect = "duckdb"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        timeout: float = 30.0,
+        memory_limit: str = "1GB",
+        threads: int = 2,
+        max_temp_directory_size: str = "1GB",
+        sample_values: int = 5,
+    ) -> None:
+        super().__init__(timeout=timeout, sample_values=sample_values)
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DatabaseUnavailableError(f"database file not found: {self.path}")
+        config: dict[str, Any] = {
+            "enable_external_access": False,
+            "autoload_known_extensions": False,
+            "autoinstall_known_extensions": False,
+            "allow_community_extensions": False,
+            "max_execution_time": int(timeout * 1000),
+            "memory_limit": memory_limit,
+            "threads": threads,
+            "max_temp_directory_size": max_temp_directory_size,
+            "lock_configuration": True,  # last: nothing can loosen the sandbox afterwards
+        }
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=True, config=config)
+        except duckdb.ConnectionException as exc:
+            if "different configuration" in str(exc):
+                raise ConfigurationError(
+                    f"{self.path} is already open in this process with other limits "
+                    "(timeout, memory, threads); close it first or use the same settings"
+                ) from exc
+            raise DatabaseUnavailableError(f"cannot open {self.path}: {exc}") from exc
+        except duckdb.Error as exc:
+            raise DatabaseUnavailableError(f"cannot open {self.path}: {exc}") from exc
+        self.name = self._con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        self.qualifiers = (self.name, "main")
+        self._local = threading.local()
+        self._sessions: dict[str, duckdb.DuckDBPyConnection] = {}
+        self._session_tables: dict[str, dict[str, TableInfo]] = {}
+        self._sessions_lock = threading.Lock()
+
+    # -- cursors ------------------------------------------------------------------------------
+    def cursor(self, session: str | None = None) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor, or the session's own (which holds its uploads)."""
+        if session is not None:
+            with self._sessions_lock:
+                if session in self._sessions:
+                    return self._sessions[session]
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cursor = cur
+        return cur
+
+    def execute(self, sql: str, *, max_rows: int, session: str | None = None) -> QueryResult:
+        cur = self.cursor(session)
+        lock = self._session_lock(session)
+        start = time.perf_counter()
+        with lock:
+            try:
+                cur.execute(sql)
+                rows = cur.fetchmany(max_rows + 1)
+                columns = [d[0] for d in (cur.description or [])]
+            except duckdb.InterruptException as exc:
+                raise QueryTimeoutError(
+                    f"the query ran longer than {self.timeout:g} s and was cancelled"
+                ) from exc
+            except duckdb.Error as exc:
+                raise SQLExecutionError(str(exc).strip(), sql=sql) from exc
+        elapsed = (time.perf_counter() - start) * 1000
+        truncated = len(rows) > max_rows
+        return QueryResult(columns, _plain_rows(rows[:max_rows]), truncated, elapsed)
+
+    def _session_lock(self, session: str | None) -> contextlib.AbstractContextManager[Any]:
+        if session is None or session not in self._sessions:
+            return contextlib.nullcontext()
+        locks = self.__dict__.setdefault("_session_locks", {})
+        return locks.setdefault(session, threading.Lock())  # type: ignore[no-any-return]
+
+    # -- session uploads ----------------------------------------------------------------------
+    def register_table(self, session: str, name: str, frame: Any) -> TableInfo:
+        """Make ``frame`` (a pandas DataFrame) a table that only ``session`` sees."""
+        with self._sessions_lock:
+            cur = self._sessions.get(session)
+            if cur is None:
+                cur = self._con.cursor()
+                self._sessions[session] = cur
+        cur.register(name, frame)
+        info = self._describe_relation(cur, name, session_only=True)
+        with self._sessions_lock:
+            self._session_tables.setdefault(session, {})[name] = info
+        return info
+
+    def session_tables(self, session: str | None) -> list[TableInfo]:
+        if session is None:
+            return []
+        with self._sessions_lock:
+            return list(self._session_tables.get(session, {}).values())
+
+    def drop_session(self, session: str) -> None:
+        with self._sessions_lock:
+            cur = self._sessions.pop(session, None)
+            self._session_tables.pop(session, None)
+        if cur is not None:
+            cur.close()
+
+    def _describe_relation(
+        self, cur: duckdb.DuckDBPyConnection, name: str, *, session_only: bool
+    ) -> TableInfo:
+        rel = cur.table(name)
+        columns = [Column(n, str(t)) for n, t in zip(rel.columns, rel.types, strict=True)]
+        count = cur.execute(f'SELECT count(*) FROM "{name}"').fetchone()
+        info = TableInfo(name, columns, int(count[0]) if count else None, session_only=session_only)
+        self._add_samples(cur, info)
+        return info
+
+    # -- schema -------------------------------------------------------------------------------
+    def _build_snapshot(self) -> SchemaSnapshot:
+        cur = self._con.cursor()
+        try:
+            tables: dict[str, TableInfo] = {}
+            for name, comment, estimated in cur.execute(
+                "SELECT table_name, comment, estimated_size FROM duckdb_tables() "
+                "WHERE database_name = current_database() AND NOT temporary "
+                "ORDER BY schema_name, table_name"
+            ).fetchall():
+                tables[name] = TableInfo(name, [], estimated, description=comment or "")
+            for name, comment in cur.execute(
+                "SELECT view_name, comment FROM duckdb_views() "
+                "WHERE database_name = current_database() AND NOT internal AND NOT temporary"
+            ).fetchall():
+                tables[name] = TableInfo(name, [], None, description=comment or "")
+            for tname, cname, ctype, nullable, comment in cur.execute(
+                "SELECT table_name, column_name, data_type, is_nullable, comment "
+                "FROM duckdb_columns() WHERE database_name = current_database() "
+                "ORDER BY table_name, column_index"
+            ).fetchall():
+                if tname in tables:
+                    tables[tname].columns.append(
+                        Column(cname, ctype, bool(nullable), description=comment or "")
+                    )
+            for tname, ctype, cols, ref_table, ref_cols in cur.execute(
+                "SELECT table_name, constraint_type, constraint_column_names, "
+                "referenced_table, referenced_column_names FROM duckdb_constraints() "
+                "WHERE database_name = current_database() "
+                "AND constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY')"
+            ).fetchall():
+                table = tables.get(tname)
+                if table is None:
+                    continue
+                if ctype == "PRIMARY KEY":
+                    for c in cols:
+                        col = table.column(c)
+                        if col is not None:
+                            col.primary_key = True
+                elif ref_table:
+                    for c, rc in zip(cols, ref_cols or cols, strict=False):
+                        table.foreign_keys.append(ForeignKey(c, ref_table, rc))
+            for table in tables.values():
+                if table.row_count is None or table.row_count == 0:
+                    row = cur.execute(f'SELECT count(*) FROM "{table.name}"').fetchone()
+                    table.row_count = int(row[0]) if row else 0
+                self._add_samples(cur, table)
+            return SchemaSnapshot("duckdb", tables, self.name)
+        finally:
+            cur.close()
+
+    def _add_samples(self, cur: duckdb.DuckDBPyConnection, table: TableInfo) -> None:
+        if not self.sample_values:
+            return
+        for col in table.columns:
+            if col.family != "text":
+                continue
+            with contextlib.suppress(duckdb.Error):
+                rows = cur.execute(
+                    f'SELECT DISTINCT "{col.name}" FROM "{table.name}" '
+                    f'WHERE "{col.name}" IS NOT NULL ORDER BY 1 LIMIT {int(self.sample_values)}'
+                ).fetchall()
+                col.samples = [str(r[0])[:60] for r in rows]
+
+    def distinct_values(
+        self, table: str, column: str, *, limit: int = 1000, session: str | None = None
+    ) -> list[Any]:
+        """Distinct non-null values of a column (for value indexes), most frequent first."""
+        cur = self.cursor(session)
+        try:
+            rows = cur.execute(
+                f'SELECT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL '
+                f'GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT {int(limit)}'
+            ).fetchall()
+        except duckdb.Error as exc:
+            raise SQLExecutionError(str(exc), sql="") from exc
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        with self._sessions_lock:
+            for cur in self._sessions.values():
+                with contextlib.suppress(duckdb.Error):
+                    cur.close()
+            self._sessions.clear()
+        with contextlib.suppress(duckdb.Error):
+            self._con.close()
+
+
+class SQLAlchemyDatabase(Database):
+    """Any database SQLAlchemy reaches, queried in a read-only transaction."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0, sample_values: int = 5) -> None:
+        super().__init__(timeout=timeout, sample_values=sample_values)
+        import sqlalchemy as sa
+
+        self._sa = sa
+        try:
+            self._engine = sa.create_engine(url, pool_pre_ping=True)
+            with self._engine.connect():
+                pass
+        except ModuleNotFoundError as exc:
+            raise ConfigurationError(f"no driver for {url.split('://')[0]}: {exc}") from exc
+        except sa.exc.ArgumentError as exc:
+            raise ConfigurationError(f"invalid database URL: {exc}") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise DatabaseUnavailableError(f"cannot connect to the database: {exc}") from exc
+        backend = self._engine.dialect.name
+        self.dialect = _SQLALCHEMY_DIALECTS.get(backend, backend)
+        self.name = self._engine.url.database or backend
+        default_schema = self._engine.dialect.default_schema_name or "main"
+        self.qualifiers = (default_schema, "main", self.name)
+
+    @contextlib.contextmanager
+    def _read_only(self) -> Iterator[Any]:
+        with self._engine.connect() as conn:
+            backend = self._engine.dialect.name
+            raw = conn.connection.driver_connection
+            deadline = time.monotonic() + self.timeout
+            if backend == "sqlite":
+                conn.exec_driver_sql("PRAGMA query_only = ON")
+                raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+            elif backend == "postgresql":
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(self.timeout * 1000)}")
+            elif backend in ("mysql", "mariadb"):
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                conn.exec_driver_sql(f"SET SESSION max_execution_time = {int(self.timeout * 1000)}")
+            try:
+                yield conn
+            finally:
+                if backend == "sqlite":
+                    raw.set_progress_handler(None, 0)
+                conn.rollback()
+
+    def execute(self, sql: str, *, max_rows: int, session: str | None = None) -> QueryResult:
+        sa = self._sa
+        start = time.perf_counter()
+        try:
+            with self._read_only() as conn:
+                result = conn.exec_driver_sql(sql)
+                columns = list(result.keys())
+                rows = [tuple(r) for r in result.fetchmany(max_rows + 1)]
+        except sa.exc.OperationalError as exc:
+            text = str(exc.orig if exc.orig is not None else exc)
+            if "interrupt" in text.lower() or "timeout" in text.lower() or "cancel" in text.lower():
+                raise QueryTimeoutError(
+                    f"the query ran longer than {self.timeout:g} s and was cancelled"
+                ) from exc
+            raise SQLExecutionError(text, sql=sql) from exc
+        except sa.exc.DBAPIError as exc:
+            text = str(exc.orig if exc.orig is not None else exc)
+            raise SQLExecutionError(text, sql=sql) from exc
+        elapsed = (time.perf_counter() - start) * 1000
+        return QueryResult(columns, _plain_rows(rows[:max_rows]), len(rows) > max_rows, elapsed)
+
+    def _build_snapshot(self) -> SchemaSnapshot:
+        sa = self._sa
+        inspector = sa.inspect(self._engine)
+        tables: dict[str, TableInfo] = {}
+        for tname in inspector.get_table_names():
+            pk = set((inspector.get_pk_constraint(tname) or {}).get("constrained_columns") or [])
+            cols = [
+                Column(c["name"], str(c["type"]), bool(c.get("nullable", True)), c["name"] in pk,
+                       description=str(c.get("comment") or ""))
+                for c in inspector.get_columns(tname)
+            ]
+            fks = [
+                ForeignKey(c, fk["referred_table"], rc)
+                for fk in inspector.get_foreign_keys(tname)
+                for c, rc in zip(fk["constrained_columns"], fk["referred_columns"], strict=False)
+            ]
+            comment = ""
+            with contextlib.suppress(NotImplementedError, sa.exc.SQLAlchemyError):
+                comment = (inspector.get_table_comment(tname) or {}).get("text") or ""
+            tables[tname] = TableInfo(tname, cols, None, fks, comment)
+        prep = self._engine.dialect.identifier_preparer
+        with self._engine.connect() as conn:
+            for table in tables.values():
+                qt = prep.quote(table.name)
+                table.row_count = int(conn.exec_driver_sql(f"SELECT count(*) FROM {qt}").scalar_one())
+                if not self.sample_values:
+                    continue
+                for col in table.columns:
+                    if col.family != "text":
+                        continue
+                    qc = prep.quote(col.name)
+                    with contextlib.suppress(sa.exc.SQLAlchemyError):
+                        rows = conn.exec_driver_sql(
+                            f"SELECT DISTINCT {qc} FROM {qt} WHERE {qc} IS NOT NULL "
+                            f"ORDER BY 1 LIMIT {int(self.sample_values)}"
+                        ).fetchall()
+                        col.samples = [str(r[0])[:60] for r in rows]
+        return SchemaSnapshot(self.dialect, tables, self.name)
+
+    def distinct_values(
+        self, table: str, column: str, *, limit: int = 1000, session: str | None = None
+    ) -> list[Any]:
+        prep = self._engine.dialect.identifier_preparer
+        qt, qc = prep.quote(table), prep.quote(column)
+        with self._read_only() as conn:
+            rows = conn.exec_driver_sql(
+                f"SELECT {qc} FROM {qt} WHERE {qc} IS NOT NULL GROUP BY {qc} "
+                f"ORDER BY count(*) DESC LIMIT {int(limit)}"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def open_database(
+    database: str | Path,
+    *,
+    timeout: float = 30.0,
+    memory_limit: str = "1GB",
+    threads: int = 2,
+    max_temp_directory_size: str = "1GB",
+    sample_values: int = 5,
+) -> Database:
+    """A DuckDB file path, or a SQLAlchemy URL (``duckdb:///path`` opens the native sandbox)."""
+    text = str(database)
+    if is_url(text):
+        if text.startswith("duckdb:///"):
+            text = text[len("duckdb:///"):]
+        else:
+            return SQLAlchemyDatabase(text, timeout=timeout, sample_values=sample_values)
+    return DuckDBDatabase(
+        text,
+        timeout=timeout,
+        memory_limit=memory_limit,
+        threads=threads,
+        max_temp_directory_size=max_temp_directory_size,
+        sample_values=sample_values,
+    )

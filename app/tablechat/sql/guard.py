@@ -1,0 +1,255 @@
+"""The SQL guard: sqlglot policy applied before anything reaches the database.
+
+Layers (DESIGN.md): one statement; only queries; no write/command node anywhere; tables must
+exist; columns checked with ``qualify``; file/network readers denied; row cap; transpile to the
+target dialect, repairing common SQLite/MySQL habits of LLMs. The database sandbox enforces the
+same rules again (``sql/database.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import OptimizeError, ParseError, SqlglotError
+from sqlglot.optimizer.qualify import qualify
+
+from ..errors import InvalidSQLError, UnsafeSQLError
+
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+# Node kinds that write, change state or run commands. Looked up by name so a sqlglot release
+# that renames or drops one does not break the import.
+_FORBIDDEN_NODE_NAMES = (
+    "Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter", "AlterColumn", "Command",
+    "Copy", "Set", "SetItem", "Pragma", "Attach", "Detach", "Install", "Use", "Transaction",
+    "Commit", "Rollback", "Into", "LoadData", "Kill", "Grant", "Revoke", "TruncateTable",
+    "Describe", "Summarize", "Show", "Analyze", "Cache", "Uncache", "Refresh", "Export",
+    "Comment", "Declare", "Execute", "Put", "Get", "Call", "Lock", "Vacuum",
+)
+FORBIDDEN_NODES: tuple[type[exp.Expression], ...] = tuple(
+    getattr(exp, name) for name in _FORBIDDEN_NODE_NAMES if isinstance(getattr(exp, name, None), type)
+)
+
+# Functions that read files, reach the network, run SQL strings or reveal the host.
+DENIED_FUNCTIONS = frozenset(
+    {
+        "read_csv", "read_csv_auto", "read_parquet", "parquet_scan", "parquet_metadata",
+        "parquet_schema", "parquet_file_metadata", "parquet_kv_metadata", "parquet_bloom_probe",
+        "read_json", "read_json_auto", "read_json_objects", "read_json_objects_auto",
+        "read_ndjson", "read_ndjson_auto", "read_ndjson_objects", "read_text", "read_blob",
+        "read_xlsx", "sniff_csv", "glob", "query", "query_table", "iceberg_scan",
+        "iceberg_metadata", "iceberg_snapshots", "delta_scan", "sqlite_scan", "sqlite_attach",
+        "postgres_scan", "postgres_scan_pushdown", "postgres_query", "postgres_execute",
+        "postgres_attach", "mysql_query", "mysql_execute", "mysql_scan", "st_read", "st_readosm",
+        "http_get", "http_post", "getenv", "load_extension", "install_extension",
+        "duckdb_secrets", "duckdb_settings", "duckdb_extensions", "which_secret", "read_file",
+        "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "lo_import",
+        "lo_export", "dblink", "dblink_exec", "load_file", "pg_sleep", "sleep",
+        "copy_from", "writefile", "readfile", "load_aws_credentials", "read_ipc", "scan_arrow_ipc",
+    }
+)
+# Table-valued functions allowed in FROM (anything else there is refused).
+ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+# Dialects LLMs slip into, tried in order when the target dialect cannot parse a statement.
+REPAIR_DIALECTS = ("sqlite", "mysql", "postgres")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedSQL:
+    """A statement the guard accepted."""
+
+    sql: str  # what to execute, in the target dialect
+    original: str
+    tables: frozenset[str]
+    limit: int | None  # the effective row cap
+    repaired: bool = False  # parsed only after dialect repair
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _func_name(node: exp.Func) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    return node.sql_name().lower()
+
+
+def _error_position(error: ParseError) -> tuple[int | None, int | None]:
+    errors = getattr(error, "errors", None) or []
+    if errors:
+        return errors[0].get("line"), errors[0].get("col")
+    return None, None
+
+
+class SQLGuard:
+    """Checks and rewrites SQL for one database.
+
+    ``schema`` maps table name → column name → type (as sqlglot's ``MappingSchema`` takes it).
+    """
+
+    def __init__(
+        self,
+        schema: Mapping[str, Mapping[str, str]],
+        *,
+        dialect: str = "duckdb",
+        max_rows: int | None = 1000,
+        allowed_qualifiers: Iterable[str] = ("main", "memory", "public"),
+    ) -> None:
+        self.dialect = dialect
+        self.max_rows = max_rows
+        self.schema = {t: dict(cols) for t, cols in schema.items()}
+        self._tables = {t.lower(): t for t in self.schema}
+        self._qualifiers = {q.lower() for q in allowed_qualifiers}
+
+    # -- public -------------------------------------------------------------------------------
+    def check(self, sql: str, *, max_rows: int | None = -1) -> CheckedSQL:
+        """Validate ``sql``; return what to execute or raise Unsafe/InvalidSQLError."""
+        cap = self.max_rows if max_rows == -1 else max_rows
+        text = (sql or "").strip()
+        if not text:
+            raise InvalidSQLError("empty SQL statement", sql=sql)
+        tree, repaired = self._parse(text)
+        self._check_policy(tree, text)
+        tree, notes = self._validate(tree, text)
+        limited = self._apply_limit(tree, cap)
+        out = tree.sql(dialect=self.dialect)
+        tables = frozenset(t.name for t in tree.find_all(exp.Table) if t.name)
+        return CheckedSQL(out, text, tables, limited, repaired, tuple(notes))
+
+    # -- layers -------------------------------------------------------------------------------
+    def _parse(self, text: str) -> tuple[exp.Expression, bool]:
+        first_error: ParseError | None = None
+        for i, dialect in enumerate((self.dialect, *REPAIR_DIALECTS)):
+            if i and dialect == self.dialect:
+                continue
+            try:
+                statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]
+            except ParseError as exc:
+                first_error = first_error or exc
+                continue
+            except SqlglotError as exc:  # tokenizer errors and the like
+                raise InvalidSQLError(f"cannot parse SQL: {exc}", sql=text) from exc
+            if len(statements) != 1:
+                raise UnsafeSQLError(
+                    f"exactly one statement is allowed, found {len(statements)}", sql=text
+                )
+            return statements[0], i > 0
+        assert first_error is not None
+        line, col = _error_position(first_error)
+        message = str(first_error).splitlines()[0]
+        raise InvalidSQLError(f"cannot parse SQL: {message}", sql=text, line=line, col=col)
+
+    def _check_policy(self, tree: exp.Expression, text: str) -> None:
+        if isinstance(tree, exp.Block):
+            raise UnsafeSQLError("exactly one statement is allowed", sql=text)
+        if not isinstance(tree, exp.Query):
+            raise UnsafeSQLError(
+                f"only read-only queries (SELECT) are allowed, not {type(tree).__name__.upper()}",
+                sql=text,
+            )
+        cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+        for node in tree.walk():
+            if isinstance(node, FORBIDDEN_NODES):
+                raise UnsafeSQLError(
+                    f"{type(node).__name__.upper()} is not allowed inside a query", sql=text
+                )
+            if isinstance(node, exp.Func) and _func_name(node) in DENIED_FUNCTIONS:
+                raise UnsafeSQLError(f"function {_func_name(node)}() is not allowed", sql=text)
+            if isinstance(node, exp.Table):
+                self._check_table(node, cte_names, text)
+
+    def _check_table(self, table: exp.Table, cte_names: set[str], text: str) -> None:
+        target = table.this
+        if isinstance(target, exp.Func):
+            name = _func_name(target)
+            if name not in ALLOWED_TABLE_FUNCTIONS:
+                raise UnsafeSQLError(f"table function {name}() is not allowed", sql=text)
+            return
+        if not isinstance(target, exp.Identifier):
+            raise UnsafeSQLError(f"unsupported table expression {target.sql()!r}", sql=text)
+        name = table.name
+        for part in (table.args.get("catalog"), table.args.get("db")):
+            if part is not None and part.name.lower() not in self._qualifiers:
+                raise UnsafeSQLError(
+                    f"table {table.sql()} is outside this database (only its own tables)",
+                    sql=text,
+                )
+        if not table.args.get("db") and name.lower() in cte_names:
+            return
+        if name.lower() not in self._tables:
+            if "." in name or "/" in name:
+                raise UnsafeSQLError(f"reading files ({name!r}) is not allowed", sql=text)
+            known = ", ".join(sorted(self.schema)[:30])
+            raise InvalidSQLError(f"unknown table {name!r}; tables are: {known}", sql=text)
+
+    def _validate(self, tree: exp.Expression, text: str) -> tuple[exp.Expression, list[str]]:
+        """Check columns on a qualified copy; repair double-quoted string literals once."""
+        notes: list[str] = []
+        try:
+            self._qualify(tree)
+            return tree, notes
+        except OptimizeError as exc:
+            repaired = self._quoted_strings_to_literals(tree)
+            if repaired is not None:
+                try:
+                    self._qualify(repaired)
+                    notes.append("double-quoted strings read as text literals")
+                    return repaired, notes
+                except OptimizeError:
+                    pass
+            raise InvalidSQLError(f"invalid query: {exc}", sql=text) from exc
+        except SqlglotError:
+            # qualify cannot follow every construct; the database still validates it
+            notes.append("column check skipped")
+            return tree, notes
+
+    def _qualify(self, tree: exp.Expression) -> exp.Expression:
+        return qualify(
+            tree.copy(),
+            schema=self.schema,
+            dialect=self.dialect,
+            validate_qualify_columns=True,
+            quote_identifiers=False,
+            identify=False,
+        )
+
+    def _quoted_strings_to_literals(self, tree: exp.Expression) -> exp.Expression | None:
+        """SQLite habit: ``WHERE name = "Alice"``. Quoted names that are no column become text."""
+        columns = {c.lower() for cols in self.schema.values() for c in cols}
+        fixed = tree.copy()
+        changed = False
+        for column in list(fixed.find_all(exp.Column)):
+            ident = column.this
+            if (
+                isinstance(ident, exp.Identifier)
+                and ident.quoted
+                and not column.table
+                and ident.name.lower() not in columns
+            ):
+                column.replace(exp.Literal.string(ident.name))
+                changed = True
+        return fixed if changed else None
+
+    @staticmethod
+    def _apply_limit(tree: exp.Expression, cap: int | None) -> int | None:
+        if cap is None or not isinstance(tree, exp.Query):
+            return None
+        limit = tree.args.get("limit")
+        current: int | None = None
+        if isinstance(limit, exp.Limit):
+            value = limit.expression
+            if isinstance(value, exp.Literal) and value.is_int:
+                current = int(value.name)
+        elif isinstance(limit, exp.Fetch):
+            count = limit.args.get("count")
+            if isinstance(count, exp.Literal) and count.is_int:
+                current = int(count.name)
+        if current is not None and current <= cap:
+            return current
+        if isinstance(tree, exp.SetOperation):
+            tree.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
+        else:
+            tree.limit(cap, copy=False)
+        return cap

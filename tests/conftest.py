@@ -1,0 +1,27 @@
+"""Shared fixtures: the demo database, scripted chat models, the fake vLLM server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tablechat.demo import ensure_demo
+
+pytest_plugins = ["tests.support.fixtures"]
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def demo_db() -> Path:
+    """The demo database (built once if missing; never modified by tests)."""
+    return ensure_demo()
+
+
+@pytest.fixture()
+def artifacts() -> Iterator[Path]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield ARTIFACTS

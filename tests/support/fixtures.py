@@ -1,0 +1,49 @@
+"""Pytest fixtures for the fake vLLM server.
+
+Register them in ``tests/conftest.py`` with::
+
+    pytest_plugins = ["tests.support.fixtures"]
+
+(``tests.support`` must be importable: run pytest from the repo root with ``.`` on the path,
+e.g. ``pythonpath = ["app", "."]`` under ``[tool.pytest.ini_options]``.)
+
+- ``fake_vllm_server``: one server for the whole session.
+- ``fake_vllm``: that server, with script and request log reset before and after each test.
+- ``fake_vllm_factory``: start extra servers with other options (``api_key=...``,
+  ``reject_structured_outputs=True``, ``max_model_len=...``); stopped after the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from tests.support.fake_vllm_client import FakeVLLM
+
+
+@pytest.fixture(scope="session")
+def fake_vllm_server() -> Iterator[FakeVLLM]:
+    with FakeVLLM() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_vllm(fake_vllm_server: FakeVLLM) -> Iterator[FakeVLLM]:
+    fake_vllm_server.reset()
+    yield fake_vllm_server
+    fake_vllm_server.reset()
+
+
+@pytest.fixture
+def fake_vllm_factory() -> Iterator[Callable[..., FakeVLLM]]:
+    started: list[FakeVLLM] = []
+
+    def start(**options: Any) -> FakeVLLM:
+        server = FakeVLLM(**options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

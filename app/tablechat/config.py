@@ -127,3 +127,24 @@ def settings_table() -> list[tuple[str, str, str]]:
         default = "" if field.default is None else str(field.default)
         rows.append((f"TABLECHAT_{name.upper()}", default, field.description or ""))
     return rows
+
+
+def settings_markdown() -> str:
+    """``docs/settings.md``: regenerate with ``python -m tablechat.config > docs/settings.md``."""
+    lines = [
+        "# Settings",
+        "",
+        "Every setting is an environment variable (`TABLECHAT_<NAME>`) or a keyword argument of",
+        "`tablechat.connect()` (`<name>` in lower case). Generated from `app/tablechat/config.py`",
+        "by `python -m tablechat.config > docs/settings.md`; a test keeps the two equal.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    for env, default, help_text in settings_table():
+        lines.append(f"| `{env}` | {f'`{default}`' if default else '(empty)'} | {help_text} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

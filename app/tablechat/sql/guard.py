@@ -16,6 +16,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import OptimizeError, ParseError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.schema import MappingSchema
 
 from ..errors import InvalidSQLError, UnsafeSQLError
 
@@ -101,6 +102,8 @@ class SQLGuard:
         self.max_rows = max_rows
         self.schema = {t: dict(cols) for t, cols in schema.items()}
         self._tables = {t.lower(): t for t in self.schema}
+        # built once: qualify() would otherwise copy and normalize the schema on every call
+        self._mapping = MappingSchema(self.schema, dialect=dialect)
         self._qualifiers = {q.lower() for q in allowed_qualifiers}
 
     # -- public -------------------------------------------------------------------------------
@@ -112,10 +115,11 @@ class SQLGuard:
             raise InvalidSQLError("empty SQL statement", sql=sql)
         tree, repaired = self._parse(text)
         self._check_policy(tree, text)
-        tree, notes = self._validate(tree, text)
         limited = self._apply_limit(tree, cap)
-        out = tree.sql(dialect=self.dialect)
         tables = frozenset(t.name for t in tree.find_all(exp.Table) if t.name)
+        # generate what runs first: column validation then rewrites the tree in place
+        out = tree.sql(dialect=self.dialect, copy=False)
+        out, notes = self._validate(tree, out, text)
         return CheckedSQL(out, text, tables, limited, repaired, tuple(notes))
 
     # -- layers -------------------------------------------------------------------------------
@@ -184,31 +188,33 @@ class SQLGuard:
             known = ", ".join(sorted(self.schema)[:30])
             raise InvalidSQLError(f"unknown table {name!r}; tables are: {known}", sql=text)
 
-    def _validate(self, tree: exp.Expression, text: str) -> tuple[exp.Expression, list[str]]:
-        """Check columns on a qualified copy; repair double-quoted string literals once."""
-        notes: list[str] = []
+    def _validate(self, tree: exp.Expression, out: str, text: str) -> tuple[str, list[str]]:
+        """Check columns with ``qualify`` (in place on ``tree``, which is not used afterwards).
+
+        A SQLite habit, ``WHERE name = "Alice"``, is repaired once: double-quoted names that
+        are no column become text literals.
+        """
         try:
             self._qualify(tree)
-            return tree, notes
+            return out, []
         except OptimizeError as exc:
-            repaired = self._quoted_strings_to_literals(tree)
-            if repaired is not None:
+            fixed = self._quoted_strings_to_literals(sqlglot.parse_one(out, read=self.dialect))
+            if fixed is not None:
+                fixed_out = fixed.sql(dialect=self.dialect)
                 try:
-                    self._qualify(repaired)
-                    notes.append("double-quoted strings read as text literals")
-                    return repaired, notes
+                    self._qualify(fixed)
+                    return fixed_out, ["double-quoted strings read as text literals"]
                 except OptimizeError:
                     pass
             raise InvalidSQLError(f"invalid query: {exc}", sql=text) from exc
         except SqlglotError:
             # qualify cannot follow every construct; the database still validates it
-            notes.append("column check skipped")
-            return tree, notes
+            return out, ["column check skipped"]
 
     def _qualify(self, tree: exp.Expression) -> exp.Expression:
         return qualify(
-            tree.copy(),
-            schema=self.schema,
+            tree,
+            schema=self._mapping,
             dialect=self.dialect,
             validate_qualify_columns=True,
             quote_identifiers=False,
@@ -216,11 +222,9 @@ class SQLGuard:
         )
 
     def _quoted_strings_to_literals(self, tree: exp.Expression) -> exp.Expression | None:
-        """SQLite habit: ``WHERE name = "Alice"``. Quoted names that are no column become text."""
         columns = {c.lower() for cols in self.schema.values() for c in cols}
-        fixed = tree.copy()
         changed = False
-        for column in list(fixed.find_all(exp.Column)):
+        for column in list(tree.find_all(exp.Column)):
             ident = column.this
             if (
                 isinstance(ident, exp.Identifier)
@@ -230,7 +234,7 @@ class SQLGuard:
             ):
                 column.replace(exp.Literal.string(ident.name))
                 changed = True
-        return fixed if changed else None
+        return tree if changed else None
 
     @staticmethod
     def _apply_limit(tree: exp.Expression, cap: int | None) -> int | None:

@@ -1,0 +1,152 @@
+"""The text-to-SQL chain with scripted chat models: answers, repairs, refusals, retry budget."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from langchain_core.language_models import FakeListChatModel
+
+import tablechat
+from tablechat import events as ev
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def connect(demo_db: Path, replies: list[str], **settings) -> tablechat.TableChat:
+    return tablechat.connect(demo_db, llm=FakeListChatModel(responses=replies), **settings)
+
+
+def test_correct_first_answer(demo_db: Path) -> None:
+    tc = connect(demo_db, [
+        "```sql\nSELECT r.name AS region, count(*) AS stores FROM stores s "
+        "JOIN regions r ON r.id = s.region_id GROUP BY r.name ORDER BY stores DESC\n```",
+        "Europe has the most stores (12).",
+    ])
+    answer = tc.ask("How many stores per region?")
+    assert answer.error is None
+    assert answer.engine == "llm"
+    assert answer.attempts == 1
+    assert answer.columns == ["region", "stores"]
+    assert answer.rows[0] == ("Europe", 12)
+    assert sum(r[1] for r in answer.rows) == 40
+    assert answer.text == "Europe has the most stores (12)."
+    assert answer.chart is not None and answer.chart["type"] == "bar"
+    assert answer.sql is not None and answer.sql.endswith("LIMIT 1000")
+    assert list(answer.df.columns) == ["region", "stores"]
+
+
+def test_wrong_column_is_repaired_after_the_error_is_fed_back(demo_db: Path) -> None:
+    model = FakeListChatModel(responses=[
+        "SELECT segmnt, count(*) FROM customers GROUP BY segmnt",
+        "SELECT segment, count(*) AS n FROM customers GROUP BY segment ORDER BY n DESC",
+        "Consumers are the largest segment.",
+    ])
+    tc = tablechat.connect(demo_db, llm=model)
+    seen_prompts: list[str] = []
+    original = model._call
+
+    def recording(messages, *args, **kwargs):
+        seen_prompts.append("\n".join(str(m.content) for m in messages))
+        return original(messages, *args, **kwargs)
+
+    model.__dict__["_call"] = recording
+    answer = tc.ask("customers per segment")
+    assert answer.error is None
+    assert answer.attempts == 2
+    assert answer.rows[0][0] == "Consumer"
+    retries = [e for e in answer.events if isinstance(e, ev.Status) and e.step == "retry"]
+    assert len(retries) == 1 and "segmnt" in retries[0].message
+    # the second SQL prompt holds the failed query and the error message
+    assert "segmnt" in seen_prompts[1] and "could not be resolved" in seen_prompts[1]
+
+
+def test_hostile_sql_from_the_model_is_refused_and_never_run(demo_db: Path) -> None:
+    before = _digest(demo_db)
+    tc = connect(demo_db, [
+        "DROP TABLE customers",
+        "SELECT 1; DELETE FROM orders",
+        "COPY customers TO '/tmp/tablechat-leak.csv'",
+    ], max_retries=2)
+    answer = tc.ask("delete everything")
+    assert answer.error is not None and answer.error_type == "NoAnswerError"
+    assert "3 attempts" in answer.error
+    assert not [e for e in answer.events if isinstance(e, ev.SQL)], "no hostile SQL was run"
+    assert not [e for e in answer.events if isinstance(e, ev.Table)]
+    assert not Path("/tmp/tablechat-leak.csv").exists()
+    assert _digest(demo_db) == before
+    assert tc.run_sql("SELECT count(*) FROM customers").rows == [(5000,)]
+
+
+def test_retry_budget_ends_in_a_clear_error(demo_db: Path) -> None:
+    tc = connect(demo_db, ["SELECT nope FROM customers"] * 5, max_retries=1)
+    answer = tc.ask("what is nope?")
+    assert answer.error_type == "NoAnswerError"
+    assert "after 2 attempts" in answer.error and "nope" in answer.error
+    assert isinstance(answer.events[-1], ev.Done) and not answer.events[-1].ok
+
+
+def test_reply_without_sql_counts_as_a_failed_attempt(demo_db: Path) -> None:
+    tc = connect(demo_db, [
+        "I am not sure what you mean.",
+        "SQLQuery: SELECT count(*) AS n FROM orders\nSQLResult: 40000",
+        "There are 40,000 orders.",
+    ])
+    answer = tc.ask("how many orders")
+    assert answer.rows == [(40000,)] and answer.attempts == 2
+    assert answer.chart == {"type": "number", "value": 40000, "label": "n", "title": "n"}
+
+
+def test_stream_yields_the_typed_events_in_order(demo_db: Path) -> None:
+    import asyncio
+
+    tc = connect(demo_db, ["SELECT count(*) AS n FROM regions", "There are 5 regions."])
+
+    async def collect() -> list[ev.Event]:
+        return [e async for e in tc.stream("how many regions")]
+
+    events = asyncio.run(collect())
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "status" and kinds[-1] == "done"
+    for kind in ("sql", "table", "chart", "token", "answer"):
+        assert kind in kinds
+    assert kinds.index("sql") < kinds.index("table") < kinds.index("answer")
+    tokens = "".join(e.text for e in events if isinstance(e, ev.Token))
+    assert tokens == "There are 5 regions."
+
+
+def test_history_reaches_the_prompt(demo_db: Path) -> None:
+    model = FakeListChatModel(responses=["SELECT count(*) FROM orders", "ok"])
+    prompts: list[str] = []
+    original = model._call
+    model.__dict__["_call"] = lambda messages, *a, **k: (
+        prompts.append(str(messages[0].content)) or original(messages, *a, **k)
+    )
+    tc = tablechat.connect(demo_db, llm=model)
+    history = [{"role": "user", "content": "revenue in 2023"},
+               {"role": "assistant", "content": "It was 3.9M.", "sql": "SELECT 1"}]
+    tc.ask("and in 2024?", history=history)
+    assert "revenue in 2023" in prompts[0] and "It was 3.9M." in prompts[0]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("SELECT 1", "SELECT 1"),
+        ("```sql\nSELECT a FROM t\n```\nThis returns a.", "SELECT a FROM t"),
+        ("```\nSELECT a FROM t\n```", "SELECT a FROM t"),
+        ("SQLQuery: SELECT a FROM t\nSQLResult: 1\nAnswer: one", "SELECT a FROM t"),
+        ("Sure! Here is the query:\n\nSELECT a\nFROM t;\n\nIt lists a.", "SELECT a\nFROM t"),
+        ('{"sql": "SELECT 2"}', "SELECT 2"),
+        ("<think>use t</think>SELECT a FROM t", "SELECT a FROM t"),
+        ("WITH x AS (SELECT 1) SELECT * FROM x", "WITH x AS (SELECT 1) SELECT * FROM x"),
+        ("I cannot answer that.", ""),
+    ],
+)
+def test_sql_extraction(reply: str, expected: str) -> None:
+    from tablechat.agent.extract import extract_sql
+
+    assert extract_sql(reply) == expected

@@ -9,10 +9,19 @@ from __future__ import annotations
 import json
 import re
 
-_FENCE = re.compile(r"```[ \t]*(?:sql|duckdb|postgres|sqlite|mysql)?[ \t]*\n?(.*?)```", re.I | re.S)
-_OPEN_FENCE = re.compile(r"```[ \t]*(?:sql|duckdb|postgres|sqlite|mysql)?[ \t]*\n(.*)$", re.I | re.S)
+_LANG = r"```[ \t]*(?:sql|duckdb|postgres|sqlite|mysql)?[ \t]*"
+_FENCE = re.compile(_LANG + r"\n?(.*?)```", re.I | re.S)
+_OPEN_FENCE = re.compile(_LANG + r"\n(.*)$", re.I | re.S)
 _PREFIX = re.compile(r"^\s*(?:SQL\s*Query|SQL|Query|Answer)\s*:\s*", re.I)
-_START = re.compile(r"\b(WITH|SELECT|FROM|VALUES|TABLE)\b", re.I)
+_QUERY_START = re.compile(r"\b(WITH|SELECT)\b", re.I)
+# A reply that starts with any statement keyword is passed on whole, so the guard can refuse
+# (and explain) a write or command instead of the extractor silently dropping it.
+_STATEMENT = re.compile(
+    r"^\s*(WITH|SELECT|FROM|VALUES|DROP|DELETE|INSERT|UPDATE|MERGE|CREATE|ALTER|TRUNCATE|COPY|"
+    r"EXPORT|IMPORT|ATTACH|DETACH|INSTALL|LOAD|PRAGMA|SET|RESET|CALL|USE|BEGIN|COMMIT|GRANT|"
+    r"VACUUM|CHECKPOINT|DESCRIBE|SHOW|SUMMARIZE)\b",
+    re.I | re.M,
+)
 _STOP = re.compile(r"\n\s*(?:SQLResult|Answer|Explanation|Question|Note)\s*:", re.I)
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 
@@ -42,13 +51,16 @@ def extract_sql(reply: str) -> str:
     if stop:
         text = text[: stop.start()]
     text = _PREFIX.sub("", text.strip())
-    start = _START.search(text)
+    start = _STATEMENT.search(text) or _QUERY_START.search(text)
     if start is None:
         return ""
     text = text[start.start():]
-    # prose after the statement: cut at the first semicolon, or at a blank line followed by text
-    if ";" in text:
-        text = text[: text.index(";")]
-    else:
-        text = re.split(r"\n\s*\n(?=[A-Z][a-z])", text, maxsplit=1)[0]
-    return text.strip()
+    # prose after the statement: cut at a blank line followed by text, and at a semicolon
+    # unless another statement follows it (the guard refuses several statements)
+    text = re.split(r"\n\s*\n(?=[A-Z][a-z])", text, maxsplit=1)[0]
+    kept = [text.split(";")[0]]
+    for part in text.split(";")[1:]:
+        if not _STATEMENT.match(part):
+            break
+        kept.append(part)
+    return ";".join(kept).strip()

@@ -24,8 +24,17 @@ def print_table(rows: list[Row]) -> None:
     for r in rows:
         ratio = f"{r.ratio:,.1f}x" if r.ratio is not None else "-"
         met = "-" if r.ok is None else ("yes" if r.ok else "NO")
-        lines.append((r.name, _fmt(r.ours, r.unit), r.alternative or "-", _fmt(r.theirs, r.unit),
-                      ratio, r.goal or "-", met))
+        lines.append(
+            (
+                r.name,
+                _fmt(r.ours, r.unit),
+                r.alternative or "-",
+                _fmt(r.theirs, r.unit),
+                ratio,
+                r.goal or "-",
+                met,
+            )
+        )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     for n, line in enumerate(lines):
         print("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)))

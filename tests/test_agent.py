@@ -21,11 +21,14 @@ def connect(demo_db: Path, replies: list[str], **settings) -> tablechat.TableCha
 
 
 def test_correct_first_answer(demo_db: Path) -> None:
-    tc = connect(demo_db, [
-        "```sql\nSELECT r.name AS region, count(*) AS stores FROM stores s "
-        "JOIN regions r ON r.id = s.region_id GROUP BY r.name ORDER BY stores DESC\n```",
-        "Europe has the most stores (12).",
-    ])
+    tc = connect(
+        demo_db,
+        [
+            "```sql\nSELECT r.name AS region, count(*) AS stores FROM stores s "
+            "JOIN regions r ON r.id = s.region_id GROUP BY r.name ORDER BY stores DESC\n```",
+            "Europe has the most stores (12).",
+        ],
+    )
     answer = tc.ask("How many stores per region?")
     assert answer.error is None
     assert answer.engine == "llm"
@@ -40,11 +43,13 @@ def test_correct_first_answer(demo_db: Path) -> None:
 
 
 def test_wrong_column_is_repaired_after_the_error_is_fed_back(demo_db: Path) -> None:
-    model = FakeListChatModel(responses=[
-        "SELECT segmnt, count(*) FROM customers GROUP BY segmnt",
-        "SELECT segment, count(*) AS n FROM customers GROUP BY segment ORDER BY n DESC",
-        "Consumers are the largest segment.",
-    ])
+    model = FakeListChatModel(
+        responses=[
+            "SELECT segmnt, count(*) FROM customers GROUP BY segmnt",
+            "SELECT segment, count(*) AS n FROM customers GROUP BY segment ORDER BY n DESC",
+            "Consumers are the largest segment.",
+        ]
+    )
     tc = tablechat.connect(demo_db, llm=model)
     seen_prompts: list[str] = []
     original = model._call
@@ -66,11 +71,15 @@ def test_wrong_column_is_repaired_after_the_error_is_fed_back(demo_db: Path) -> 
 
 def test_hostile_sql_from_the_model_is_refused_and_never_run(demo_db: Path) -> None:
     before = _digest(demo_db)
-    tc = connect(demo_db, [
-        "DROP TABLE customers",
-        "SELECT 1; DELETE FROM orders",
-        "COPY customers TO '/tmp/tablechat-leak.csv'",
-    ], max_retries=2)
+    tc = connect(
+        demo_db,
+        [
+            "DROP TABLE customers",
+            "SELECT 1; DELETE FROM orders",
+            "COPY customers TO '/tmp/tablechat-leak.csv'",
+        ],
+        max_retries=2,
+    )
     answer = tc.ask("delete everything")
     assert answer.error is not None and answer.error_type == "NoAnswerError"
     assert "3 attempts" in answer.error
@@ -90,11 +99,14 @@ def test_retry_budget_ends_in_a_clear_error(demo_db: Path) -> None:
 
 
 def test_reply_without_sql_counts_as_a_failed_attempt(demo_db: Path) -> None:
-    tc = connect(demo_db, [
-        "I am not sure what you mean.",
-        "SQLQuery: SELECT count(*) AS n FROM orders\nSQLResult: 40000",
-        "There are 40,000 orders.",
-    ])
+    tc = connect(
+        demo_db,
+        [
+            "I am not sure what you mean.",
+            "SQLQuery: SELECT count(*) AS n FROM orders\nSQLResult: 40000",
+            "There are 40,000 orders.",
+        ],
+    )
     answer = tc.ask("how many orders")
     assert answer.rows == [(40000,)] and answer.attempts == 2
     assert answer.chart == {"type": "number", "value": 40000, "label": "n", "title": "n"}
@@ -126,8 +138,10 @@ def test_history_reaches_the_prompt(demo_db: Path) -> None:
         prompts.append(str(messages[0].content)) or original(messages, *a, **k)
     )
     tc = tablechat.connect(demo_db, llm=model)
-    history = [{"role": "user", "content": "revenue in 2023"},
-               {"role": "assistant", "content": "It was 3.9M.", "sql": "SELECT 1"}]
+    history = [
+        {"role": "user", "content": "revenue in 2023"},
+        {"role": "assistant", "content": "It was 3.9M.", "sql": "SELECT 1"},
+    ]
     tc.ask("and in 2024?", history=history)
     assert "revenue in 2023" in prompts[0] and "It was 3.9M." in prompts[0]
 

@@ -25,18 +25,32 @@ def test_public_api_is_thin_and_complete() -> None:
     for name in ("connect", "TableChat", "Answer", "TableChatError", "UnsafeSQLError"):
         assert name in tablechat.__all__
     assert issubclass(tablechat.UnsafeSQLError, tablechat.TableChatError)
-    for cls in (tablechat.BadQuestionError, tablechat.LLMUnavailableError,
-                tablechat.ConfigurationError, tablechat.QueryTimeoutError):
+    for cls in (
+        tablechat.BadQuestionError,
+        tablechat.LLMUnavailableError,
+        tablechat.ConfigurationError,
+        tablechat.QueryTimeoutError,
+    ):
         assert issubclass(cls, tablechat.TableChatError)
 
 
 def test_answer_has_the_documented_fields(demo_db: Path) -> None:
-    tc = tablechat.connect(demo_db, llm=FakeListChatModel(
-        responses=["SELECT name FROM regions ORDER BY id LIMIT 2", "Europe and North America."]))
+    tc = tablechat.connect(
+        demo_db,
+        llm=FakeListChatModel(
+            responses=["SELECT name FROM regions ORDER BY id LIMIT 2", "Europe and North America."]
+        ),
+    )
     a = tc.ask("first two regions")
     assert (a.question, a.sql, a.columns, a.rows, a.text, a.engine, a.error) == (
-        "first two regions", "SELECT name FROM regions ORDER BY id LIMIT 2", ["name"],
-        [("Europe",), ("North America",)], "Europe and North America.", "llm", None)
+        "first two regions",
+        "SELECT name FROM regions ORDER BY id LIMIT 2",
+        ["name"],
+        [("Europe",), ("North America",)],
+        "Europe and North America.",
+        "llm",
+        None,
+    )
     assert a.df.to_dict("list") == {"name": ["Europe", "North America"]}
     assert a.chart is None  # a list of names has nothing to plot
 
@@ -46,7 +60,7 @@ def test_bad_questions_raise_clear_errors_and_change_nothing(demo_db: Path, ques
     before = _digest(demo_db)
     model = FakeListChatModel(responses=["SELECT 1"])
     tc = tablechat.connect(demo_db, llm=model)
-    with pytest.raises(tablechat.BadQuestionError, match="empty|too long"):
+    with pytest.raises(tablechat.BadQuestionError, match=r"empty|too long"):
         tc.ask(question)
     assert model.i == 0, "the model was not called"
     assert _digest(demo_db) == before
@@ -99,12 +113,21 @@ def test_sqlalchemy_url_works_end_to_end(tmp_path: Path) -> None:
 
     path = tmp_path / "pets.sqlite"
     con = sqlite3.connect(path)
-    con.executescript("CREATE TABLE pets(id INTEGER PRIMARY KEY, kind TEXT, age INTEGER);"
-                      "INSERT INTO pets VALUES (1,'cat',3),(2,'dog',5),(3,'cat',1);")
+    con.executescript(
+        "CREATE TABLE pets(id INTEGER PRIMARY KEY, kind TEXT, age INTEGER);"
+        "INSERT INTO pets VALUES (1,'cat',3),(2,'dog',5),(3,'cat',1);"
+    )
     con.close()
-    tc = tablechat.connect(f"sqlite:///{path}", llm=FakeListChatModel(responses=[
-        # a SQLite habit (double-quoted string) the guard repairs for the target dialect
-        'SELECT kind, count(*) AS n FROM pets WHERE kind = "cat" GROUP BY kind', "Two cats."]))
+    tc = tablechat.connect(
+        f"sqlite:///{path}",
+        llm=FakeListChatModel(
+            responses=[
+                # a SQLite habit (double-quoted string) the guard repairs for the target dialect
+                'SELECT kind, count(*) AS n FROM pets WHERE kind = "cat" GROUP BY kind',
+                "Two cats.",
+            ]
+        ),
+    )
     a = tc.ask("how many cats?")
     assert a.error is None and a.rows == [("cat", 2)]
     tc.close()
@@ -144,8 +167,13 @@ def test_cli_demo_builds_a_database(tmp_path: Path, capsys) -> None:
 
 def test_console_script_runs_from_another_folder(tmp_path: Path, demo_db: Path) -> None:
     exe = Path(sys.executable).with_name("tablechat")
-    proc = subprocess.run([str(exe), "ask", "how many orders", "--db", str(demo_db), "--json"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(exe), "ask", "how many orders", "--db", str(demo_db), "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.stdout.strip(), proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["question"] == "how many orders"
     assert "Traceback" not in proc.stderr

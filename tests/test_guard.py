@@ -10,8 +10,12 @@ from tablechat.sql.guard import DENIED_FUNCTIONS, SQLGuard
 
 SCHEMA = {
     "customers": {"id": "INTEGER", "name": "VARCHAR", "city": "VARCHAR"},
-    "orders": {"id": "INTEGER", "customer_id": "INTEGER", "total": "DECIMAL(10,2)",
-               "order_date": "DATE"},
+    "orders": {
+        "id": "INTEGER",
+        "customer_id": "INTEGER",
+        "total": "DECIMAL(10,2)",
+        "order_date": "DATE",
+    },
 }
 
 # Statements the guard must refuse. Each is also run directly on the sandboxed DuckDB
@@ -186,7 +190,9 @@ def test_unknown_column_is_invalid(guard: SQLGuard) -> None:
 
 
 def test_cte_names_are_not_mistaken_for_unknown_tables(guard: SQLGuard) -> None:
-    out = guard.check("WITH big AS (SELECT * FROM orders WHERE total > 10) SELECT count(*) FROM big")
+    out = guard.check(
+        "WITH big AS (SELECT * FROM orders WHERE total > 10) SELECT count(*) FROM big"
+    )
     assert out.tables == {"big", "orders"}
 
 

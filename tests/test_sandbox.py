@@ -80,8 +80,9 @@ def test_hostile_statements_are_refused_by_the_database_itself(
     assert _digest(sandbox_file) == before, "the database file changed"
 
 
-def test_writes_file_reads_and_config_changes_each_raise(sandbox: DuckDBDatabase,
-                                                         sandbox_file: Path) -> None:
+def test_writes_file_reads_and_config_changes_each_raise(
+    sandbox: DuckDBDatabase, sandbox_file: Path
+) -> None:
     cur = sandbox.cursor()
     for sql in (
         "DELETE FROM customers",
@@ -98,12 +99,18 @@ def test_writes_file_reads_and_config_changes_each_raise(sandbox: DuckDBDatabase
         with pytest.raises(duckdb.Error):
             cur.execute(sql)
     assert not (sandbox_file.parent / "leak.csv").exists()
-    settings = dict(cur.execute(
-        "SELECT name, value FROM duckdb_settings() WHERE name IN "
-        "('enable_external_access', 'lock_configuration', 'max_execution_time', 'threads')"
-    ).fetchall())
-    assert settings == {"enable_external_access": "false", "lock_configuration": "true",
-                        "max_execution_time": "2000", "threads": "1"}
+    settings = dict(
+        cur.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN "
+            "('enable_external_access', 'lock_configuration', 'max_execution_time', 'threads')"
+        ).fetchall()
+    )
+    assert settings == {
+        "enable_external_access": "false",
+        "lock_configuration": "true",
+        "max_execution_time": "2000",
+        "threads": "1",
+    }
 
 
 def test_cartesian_bomb_ends_within_the_timeout_and_the_connection_stays_usable(
@@ -120,8 +127,9 @@ def test_timeout_applies_to_every_thread_cursor(sandbox: DuckDBDatabase) -> None
 
     def run() -> str:
         try:
-            sandbox.execute("SELECT count(*) FROM range(100000000) a, range(100000000) b",
-                            max_rows=1)
+            sandbox.execute(
+                "SELECT count(*) FROM range(100000000) a, range(100000000) b", max_rows=1
+            )
         except QueryTimeoutError:
             return "timeout"
         return "finished"
@@ -157,8 +165,9 @@ def test_decimals_come_back_as_floats(sandbox: DuckDBDatabase) -> None:
     assert sandbox.execute("SELECT total FROM orders", max_rows=5).rows == [(10.5,)]
 
 
-def test_reopening_with_other_limits_is_a_configuration_error(sandbox_file: Path,
-                                                             sandbox: DuckDBDatabase) -> None:
+def test_reopening_with_other_limits_is_a_configuration_error(
+    sandbox_file: Path, sandbox: DuckDBDatabase
+) -> None:
     with pytest.raises(ConfigurationError, match="already open"):
         DuckDBDatabase(sandbox_file, timeout=99.0)
 
@@ -191,14 +200,17 @@ def test_sqlite_through_sqlalchemy_is_read_only_with_a_timeout(tmp_path: Path) -
     try:
         assert db.dialect == "sqlite"
         assert db.execute("SELECT name FROM customers ORDER BY id", max_rows=5).rows == [
-            ("Ada",), ("Linus",)
+            ("Ada",),
+            ("Linus",),
         ]
-        with pytest.raises(SQLExecutionError, match="readonly|read-only|query_only"):
+        with pytest.raises(SQLExecutionError, match=r"readonly|read-only|query_only"):
             db.execute("DELETE FROM customers", max_rows=5)
         with pytest.raises(QueryTimeoutError):  # an endless query, cancelled by the deadline
             db.execute(
                 "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) "
-                "SELECT count(*) FROM r", max_rows=1)
+                "SELECT count(*) FROM r",
+                max_rows=1,
+            )
         snap = db.snapshot()
         assert snap.tables["orders"].foreign_keys[0].ref_table == "customers"
         assert snap.tables["customers"].primary_key == ["id"]

@@ -11,8 +11,14 @@ from tablechat.cli import build_parser
 from tablechat.config import Settings, load_settings, settings_markdown, settings_table
 
 ROOT = Path(__file__).resolve().parents[1]
-REQUIRED = ["TABLECHAT_DATABASE", "TABLECHAT_LLM_URL", "TABLECHAT_LLM_MODEL",
-            "TABLECHAT_LLM_API_KEY", "TABLECHAT_QUERY_TIMEOUT", "TABLECHAT_MAX_ROWS"]
+REQUIRED = [
+    "TABLECHAT_DATABASE",
+    "TABLECHAT_LLM_URL",
+    "TABLECHAT_LLM_MODEL",
+    "TABLECHAT_LLM_API_KEY",
+    "TABLECHAT_QUERY_TIMEOUT",
+    "TABLECHAT_MAX_ROWS",
+]
 
 
 def test_required_settings_exist() -> None:
@@ -53,8 +59,9 @@ def test_defaults() -> None:
     assert s.query_timeout == 30 and s.max_retries == 2 and s.concurrency_limit >= 16
 
 
-@pytest.mark.parametrize("bad", [{"query_timeout": -1}, {"max_rows": 0}, {"port": 70000},
-                                 {"no_such_setting": 1}])
+@pytest.mark.parametrize(
+    "bad", [{"query_timeout": -1}, {"max_rows": 0}, {"port": 70000}, {"no_such_setting": 1}]
+)
 def test_bad_settings_are_configuration_errors(bad: dict) -> None:
     with pytest.raises(tablechat.ConfigurationError):
         load_settings(**bad)

@@ -70,7 +70,11 @@ class Answer:
             self.sql = event.sql
             self.attempts = event.attempt
         elif isinstance(event, ev.Table):
-            self.columns, self.rows, self.truncated = list(event.columns), list(event.rows), event.truncated
+            self.columns, self.rows, self.truncated = (
+                list(event.columns),
+                list(event.rows),
+                event.truncated,
+            )
         elif isinstance(event, ev.Chart):
             self.chart = event.spec
         elif isinstance(event, ev.AnswerText):

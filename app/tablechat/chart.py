@@ -53,10 +53,22 @@ def chart_spec(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[st
     if times and measures and len(rows) > 1:
         color = labels[0] if labels else None
         y = measures[0]
-        return {"type": "line", "x": times[0], "y": y, "color": color, "title": f"{y} by {times[0]}"}
+        return {
+            "type": "line",
+            "x": times[0],
+            "y": y,
+            "color": color,
+            "title": f"{y} by {times[0]}",
+        }
     if labels and measures and len(rows) <= MAX_BAR_CATEGORIES:
         y = measures[0]
-        return {"type": "bar", "x": labels[0], "y": y, "color": None, "title": f"{y} by {labels[0]}"}
+        return {
+            "type": "bar",
+            "x": labels[0],
+            "y": y,
+            "color": None,
+            "title": f"{y} by {labels[0]}",
+        }
     if len(measures) >= 2 and len(rows) > 1:
         x, y = measures[0], measures[1]
         return {"type": "scatter", "x": x, "y": y, "color": None, "title": f"{y} vs {x}"}

@@ -36,33 +36,58 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--database", "--db", dest="database", metavar="DB",
-                       help="DuckDB file or SQLAlchemy URL (default: the demo database)")
-        p.add_argument("--llm-url", metavar="URL",
-                       help="OpenAI-compatible base URL of a vLLM server, e.g. "
-                       "http://127.0.0.1:8000/v1 (default: none, the offline engine answers)")
-        p.add_argument("--llm-model", metavar="NAME",
-                       help="model to request (default: the first the server lists)")
+        p.add_argument(
+            "--database",
+            "--db",
+            dest="database",
+            metavar="DB",
+            help="DuckDB file or SQLAlchemy URL (default: the demo database)",
+        )
+        p.add_argument(
+            "--llm-url",
+            metavar="URL",
+            help="OpenAI-compatible base URL of a vLLM server, e.g. "
+            "http://127.0.0.1:8000/v1 (default: none, the offline engine answers)",
+        )
+        p.add_argument(
+            "--llm-model",
+            metavar="NAME",
+            help="model to request (default: the first the server lists)",
+        )
 
-    serve = sub.add_parser("serve", help="serve the web chat UI and the API",
-                           description="Serve the chat UI at / and the API under /api and /v1.")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the web chat UI and the API",
+        description="Serve the chat UI at / and the API under /api and /v1.",
+    )
     common(serve)
     serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: 7860)")
 
-    ask = sub.add_parser("ask", help="answer one question",
-                         description="Answer one question: progress on stderr, the table on "
-                         "stdout.")
+    ask = sub.add_parser(
+        "ask",
+        help="answer one question",
+        description="Answer one question: progress on stderr, the table on stdout.",
+    )
     common(ask)
     ask.add_argument("question", help="the question, in plain language")
-    ask.add_argument("--json", action="store_true",
-                     help='print {"question","sql","columns","rows","text","engine"} as JSON')
+    ask.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"question","sql","columns","rows","text","engine"} as JSON',
+    )
     ask.add_argument("--max-rows", type=int, help="most rows to print and fetch")
 
-    demo = sub.add_parser("demo", help="build the demo database",
-                          description="Build the demo retail database (deterministic, local).")
-    demo.add_argument("--path", help="where to write it (default: data/demo.duckdb in a checkout, "
-                      "else the user's data directory)")
+    demo = sub.add_parser(
+        "demo",
+        help="build the demo database",
+        description="Build the demo retail database (deterministic, local).",
+    )
+    demo.add_argument(
+        "--path",
+        help="where to write it (default: data/demo.duckdb in a checkout, "
+        "else the user's data directory)",
+    )
     demo.add_argument("--force", action="store_true", help="rebuild even if it exists")
 
     if _has_eval():

@@ -102,8 +102,16 @@ class Settings(BaseSettings):
         4000, gt=0, description="Longest question accepted, in characters."
     )
 
-    @field_validator("database", "llm_url", "llm_model", "llm_api_key", "semantic_layer",
-                     "auth", "api_keys", mode="before")
+    @field_validator(
+        "database",
+        "llm_url",
+        "llm_model",
+        "llm_api_key",
+        "semantic_layer",
+        "auth",
+        "api_keys",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
@@ -112,7 +120,7 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment, with keyword overrides; bad values raise ConfigurationError."""
+    """Settings from the environment and keyword overrides; bad values: ConfigurationError."""
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**clean)

@@ -88,7 +88,9 @@ class SemanticLayer:
                 lines.append(f"- {m.name}{syn}: {m.expression} -- {m.description}")
         synonyms = [
             f"- {', '.join(s)} → table {t}" for t, s in self.table_synonyms.items() if s
-        ] + [f"- {', '.join(s)} → column {t}.{c}" for (t, c), s in self.column_synonyms.items() if s]
+        ] + [
+            f"- {', '.join(s)} → column {t}.{c}" for (t, c), s in self.column_synonyms.items() if s
+        ]
         if synonyms:
             lines.append("Synonyms:")
             lines.extend(synonyms)

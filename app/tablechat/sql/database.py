@@ -102,8 +102,8 @@ class Database(ABC):
         """Tables only ``session`` sees (uploads); none by default."""
         return []
 
-    def close(self) -> None:  # pragma: no cover - overridden
-        pass
+    @abstractmethod
+    def close(self) -> None: ...
 
     def __enter__(self) -> Database:
         return self
@@ -307,7 +307,7 @@ class DuckDBDatabase(Database):
         try:
             rows = cur.execute(
                 f'SELECT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL '
-                f'GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT {int(limit)}'
+                f"GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT {int(limit)}"
             ).fetchall()
         except duckdb.Error as exc:
             raise SQLExecutionError(str(exc), sql="") from exc
@@ -351,7 +351,7 @@ class SQLAlchemyDatabase(Database):
     def _read_only(self) -> Iterator[Any]:
         with self._engine.connect() as conn:
             backend = self._engine.dialect.name
-            raw = conn.connection.driver_connection
+            raw: Any = conn.connection.driver_connection
             deadline = time.monotonic() + self.timeout
             if backend == "sqlite":
                 conn.exec_driver_sql("PRAGMA query_only = ON")
@@ -397,8 +397,13 @@ class SQLAlchemyDatabase(Database):
         for tname in inspector.get_table_names():
             pk = set((inspector.get_pk_constraint(tname) or {}).get("constrained_columns") or [])
             cols = [
-                Column(c["name"], str(c["type"]), bool(c.get("nullable", True)), c["name"] in pk,
-                       description=str(c.get("comment") or ""))
+                Column(
+                    c["name"],
+                    str(c["type"]),
+                    bool(c.get("nullable", True)),
+                    c["name"] in pk,
+                    description=str(c.get("comment") or ""),
+                )
                 for c in inspector.get_columns(tname)
             ]
             fks = [
@@ -414,7 +419,9 @@ class SQLAlchemyDatabase(Database):
         with self._engine.connect() as conn:
             for table in tables.values():
                 qt = prep.quote(table.name)
-                table.row_count = int(conn.exec_driver_sql(f"SELECT count(*) FROM {qt}").scalar_one())
+                table.row_count = int(
+                    conn.exec_driver_sql(f"SELECT count(*) FROM {qt}").scalar_one()
+                )
                 if not self.sample_values:
                     continue
                 for col in table.columns:
@@ -458,7 +465,7 @@ def open_database(
     text = str(database)
     if is_url(text):
         if text.startswith("duckdb:///"):
-            text = text[len("duckdb:///"):]
+            text = text[len("duckdb:///") :]
         else:
             return SQLAlchemyDatabase(text, timeout=timeout, sample_values=sample_values)
     return DuckDBDatabase(

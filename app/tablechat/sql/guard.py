@@ -25,32 +25,124 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 # Node kinds that write, change state or run commands. Looked up by name so a sqlglot release
 # that renames or drops one does not break the import.
 _FORBIDDEN_NODE_NAMES = (
-    "Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter", "AlterColumn", "Command",
-    "Copy", "Set", "SetItem", "Pragma", "Attach", "Detach", "Install", "Use", "Transaction",
-    "Commit", "Rollback", "Into", "LoadData", "Kill", "Grant", "Revoke", "TruncateTable",
-    "Describe", "Summarize", "Show", "Analyze", "Cache", "Uncache", "Refresh", "Export",
-    "Comment", "Declare", "Execute", "Put", "Get", "Call", "Lock", "Vacuum",
+    "Insert",
+    "Update",
+    "Delete",
+    "Merge",
+    "Create",
+    "Drop",
+    "Alter",
+    "AlterColumn",
+    "Command",
+    "Copy",
+    "Set",
+    "SetItem",
+    "Pragma",
+    "Attach",
+    "Detach",
+    "Install",
+    "Use",
+    "Transaction",
+    "Commit",
+    "Rollback",
+    "Into",
+    "LoadData",
+    "Kill",
+    "Grant",
+    "Revoke",
+    "TruncateTable",
+    "Describe",
+    "Summarize",
+    "Show",
+    "Analyze",
+    "Cache",
+    "Uncache",
+    "Refresh",
+    "Export",
+    "Comment",
+    "Declare",
+    "Execute",
+    "Put",
+    "Get",
+    "Call",
+    "Lock",
+    "Vacuum",
 )
-FORBIDDEN_NODES: tuple[type[exp.Expression], ...] = tuple(
-    getattr(exp, name) for name in _FORBIDDEN_NODE_NAMES if isinstance(getattr(exp, name, None), type)
+FORBIDDEN_NODES: tuple[type[exp.Expr], ...] = tuple(
+    getattr(exp, name)
+    for name in _FORBIDDEN_NODE_NAMES
+    if isinstance(getattr(exp, name, None), type)
 )
 
 # Functions that read files, reach the network, run SQL strings or reveal the host.
 DENIED_FUNCTIONS = frozenset(
     {
-        "read_csv", "read_csv_auto", "read_parquet", "parquet_scan", "parquet_metadata",
-        "parquet_schema", "parquet_file_metadata", "parquet_kv_metadata", "parquet_bloom_probe",
-        "read_json", "read_json_auto", "read_json_objects", "read_json_objects_auto",
-        "read_ndjson", "read_ndjson_auto", "read_ndjson_objects", "read_text", "read_blob",
-        "read_xlsx", "sniff_csv", "glob", "query", "query_table", "iceberg_scan",
-        "iceberg_metadata", "iceberg_snapshots", "delta_scan", "sqlite_scan", "sqlite_attach",
-        "postgres_scan", "postgres_scan_pushdown", "postgres_query", "postgres_execute",
-        "postgres_attach", "mysql_query", "mysql_execute", "mysql_scan", "st_read", "st_readosm",
-        "http_get", "http_post", "getenv", "load_extension", "install_extension",
-        "duckdb_secrets", "duckdb_settings", "duckdb_extensions", "which_secret", "read_file",
-        "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "lo_import",
-        "lo_export", "dblink", "dblink_exec", "load_file", "pg_sleep", "sleep",
-        "copy_from", "writefile", "readfile", "load_aws_credentials", "read_ipc", "scan_arrow_ipc",
+        "read_csv",
+        "read_csv_auto",
+        "read_parquet",
+        "parquet_scan",
+        "parquet_metadata",
+        "parquet_schema",
+        "parquet_file_metadata",
+        "parquet_kv_metadata",
+        "parquet_bloom_probe",
+        "read_json",
+        "read_json_auto",
+        "read_json_objects",
+        "read_json_objects_auto",
+        "read_ndjson",
+        "read_ndjson_auto",
+        "read_ndjson_objects",
+        "read_text",
+        "read_blob",
+        "read_xlsx",
+        "sniff_csv",
+        "glob",
+        "query",
+        "query_table",
+        "iceberg_scan",
+        "iceberg_metadata",
+        "iceberg_snapshots",
+        "delta_scan",
+        "sqlite_scan",
+        "sqlite_attach",
+        "postgres_scan",
+        "postgres_scan_pushdown",
+        "postgres_query",
+        "postgres_execute",
+        "postgres_attach",
+        "mysql_query",
+        "mysql_execute",
+        "mysql_scan",
+        "st_read",
+        "st_readosm",
+        "http_get",
+        "http_post",
+        "getenv",
+        "load_extension",
+        "install_extension",
+        "duckdb_secrets",
+        "duckdb_settings",
+        "duckdb_extensions",
+        "which_secret",
+        "read_file",
+        "pg_read_file",
+        "pg_read_binary_file",
+        "pg_ls_dir",
+        "pg_stat_file",
+        "lo_import",
+        "lo_export",
+        "dblink",
+        "dblink_exec",
+        "load_file",
+        "pg_sleep",
+        "sleep",
+        "copy_from",
+        "writefile",
+        "readfile",
+        "load_aws_credentials",
+        "read_ipc",
+        "scan_arrow_ipc",
     }
 )
 # Table-valued functions allowed in FROM (anything else there is refused).
@@ -103,7 +195,7 @@ class SQLGuard:
         self.schema = {t: dict(cols) for t, cols in schema.items()}
         self._tables = {t.lower(): t for t in self.schema}
         # built once: qualify() would otherwise copy and normalize the schema on every call
-        self._mapping = MappingSchema(self.schema, dialect=dialect)
+        self._mapping = MappingSchema(dict(self.schema), dialect=dialect)
         self._qualifiers = {q.lower() for q in allowed_qualifiers}
 
     # -- public -------------------------------------------------------------------------------
@@ -123,7 +215,7 @@ class SQLGuard:
         return CheckedSQL(out, text, tables, limited, repaired, tuple(notes))
 
     # -- layers -------------------------------------------------------------------------------
-    def _parse(self, text: str) -> tuple[exp.Expression, bool]:
+    def _parse(self, text: str) -> tuple[exp.Expr, bool]:
         first_error: ParseError | None = None
         for i, dialect in enumerate((self.dialect, *REPAIR_DIALECTS)):
             if i and dialect == self.dialect:
@@ -145,7 +237,7 @@ class SQLGuard:
         message = str(first_error).splitlines()[0]
         raise InvalidSQLError(f"cannot parse SQL: {message}", sql=text, line=line, col=col)
 
-    def _check_policy(self, tree: exp.Expression, text: str) -> None:
+    def _check_policy(self, tree: exp.Expr, text: str) -> None:
         if isinstance(tree, exp.Block):
             raise UnsafeSQLError("exactly one statement is allowed", sql=text)
         if not isinstance(tree, exp.Query):
@@ -188,7 +280,7 @@ class SQLGuard:
             known = ", ".join(sorted(self.schema)[:30])
             raise InvalidSQLError(f"unknown table {name!r}; tables are: {known}", sql=text)
 
-    def _validate(self, tree: exp.Expression, out: str, text: str) -> tuple[str, list[str]]:
+    def _validate(self, tree: exp.Expr, out: str, text: str) -> tuple[str, list[str]]:
         """Check columns with ``qualify`` (in place on ``tree``, which is not used afterwards).
 
         A SQLite habit, ``WHERE name = "Alice"``, is repaired once: double-quoted names that
@@ -211,7 +303,7 @@ class SQLGuard:
             # qualify cannot follow every construct; the database still validates it
             return out, ["column check skipped"]
 
-    def _qualify(self, tree: exp.Expression) -> exp.Expression:
+    def _qualify(self, tree: exp.Expr) -> exp.Expr:
         return qualify(
             tree,
             schema=self._mapping,
@@ -221,7 +313,7 @@ class SQLGuard:
             identify=False,
         )
 
-    def _quoted_strings_to_literals(self, tree: exp.Expression) -> exp.Expression | None:
+    def _quoted_strings_to_literals(self, tree: exp.Expr) -> exp.Expr | None:
         columns = {c.lower() for cols in self.schema.values() for c in cols}
         changed = False
         for column in list(tree.find_all(exp.Column)):
@@ -237,7 +329,7 @@ class SQLGuard:
         return tree if changed else None
 
     @staticmethod
-    def _apply_limit(tree: exp.Expression, cap: int | None) -> int | None:
+    def _apply_limit(tree: exp.Expr, cap: int | None) -> int | None:
         if cap is None or not isinstance(tree, exp.Query):
             return None
         limit = tree.args.get("limit")

@@ -7,8 +7,19 @@ from typing import Any
 
 TEXT_TYPES = ("VARCHAR", "TEXT", "CHAR", "STRING", "CLOB", "NVARCHAR", "NCHAR", "ENUM")
 NUMERIC_TYPES = (
-    "INT", "DECIMAL", "NUMERIC", "DOUBLE", "FLOAT", "REAL", "HUGEINT", "BIGINT", "SMALLINT",
-    "TINYINT", "NUMBER", "UBIGINT", "UINTEGER",
+    "INT",
+    "DECIMAL",
+    "NUMERIC",
+    "DOUBLE",
+    "FLOAT",
+    "REAL",
+    "HUGEINT",
+    "BIGINT",
+    "SMALLINT",
+    "TINYINT",
+    "NUMBER",
+    "UBIGINT",
+    "UINTEGER",
 )
 TEMPORAL_TYPES = ("DATE", "TIME", "TIMESTAMP", "DATETIME", "INTERVAL")
 

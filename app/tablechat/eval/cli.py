@@ -1,0 +1,109 @@
+"""``tablechat eval``: execution accuracy of an engine on a question set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .datasets import DatasetError, load_dataset
+from .harness import ENGINES, EvalError, EvalOptions, run_eval
+from .report import Progress, ReportWriter, format_summary, summarize, summary_json
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``eval`` subcommand to the main CLI's subparsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "eval",
+        help="measure execution accuracy on a question set",
+        description="Ask every question of DATASET, run the predicted and the gold SQL, and "
+        "count the questions whose results match (execution accuracy). Progress on stderr, the "
+        "summary on stdout.",
+    )
+    p.add_argument("dataset", metavar="DATASET",
+                   help="a dataset folder (questions.jsonl + databases/<db_id>/load.sql, like "
+                   "../shared/eval/spider_dev) or a questions .jsonl file "
+                   "(db_id 'demo' = the demo database)")
+    p.add_argument("--engine", choices=ENGINES, default="offline",
+                   help="offline: no LLM; llm: an LLM server (--llm-url); gold: the gold SQL "
+                   "itself, through the guard and the sandbox (checks the harness) "
+                   "[default: offline]")
+    p.add_argument("--limit", type=_positive, metavar="N", help="only the first N questions")
+    p.add_argument("--db", action="append", metavar="DB_ID", dest="db_ids",
+                   help="only questions about this database (repeatable)")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON line (the last line of stdout); the "
+                   "human summary goes to stderr")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="write one JSON line per question (id, db, question, gold_sql, "
+                   "predicted_sql, correct, answered, error, latency, usage, kind)")
+    p.add_argument("--workers", type=_positive, default=4, metavar="N",
+                   help="questions run at once (threads) [default: 4]")
+    p.add_argument("--llm-url", metavar="URL",
+                   help="OpenAI-compatible base URL for --engine llm (default: "
+                   "TABLECHAT_LLM_URL)")
+    p.add_argument("--llm-model", metavar="NAME",
+                   help="model to request (default: the first the server lists)")
+    p.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="where databases built from load.sql are cached [default: "
+                   "$XDG_CACHE_HOME/tablechat/eval]")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run ``tablechat eval``; returns the exit code (2: bad dataset or arguments)."""
+    try:
+        dataset = load_dataset(args.dataset).select(db_ids=args.db_ids, limit=args.limit)
+    except DatasetError as exc:
+        print(f"tablechat eval: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.engine != "llm" and (args.llm_url or args.llm_model):
+        print(f"tablechat eval: --llm-url/--llm-model are ignored with --engine {args.engine}",
+              file=sys.stderr)
+    options = EvalOptions(engine=args.engine, workers=args.workers, llm_url=args.llm_url,
+                          llm_model=args.llm_model, cache_dir=args.cache_dir)
+    progress = None if args.no_progress else Progress(len(dataset.questions), sys.stderr)
+    writer = None
+    if args.out is not None:
+        try:
+            writer = ReportWriter(args.out)
+        except OSError as exc:
+            print(f"tablechat eval: cannot write {args.out}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        run = run_eval(dataset, options,
+                       progress=progress.update if progress else None,
+                       on_result=writer.add if writer else None)
+    except EvalError as exc:
+        print(f"tablechat eval: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        if progress is not None:
+            progress.close()
+        if writer is not None:
+            writer.close()
+    summary = summarize(run)
+    human = format_summary(summary)
+    if args.json:
+        print(human, file=sys.stderr)
+        print(json.dumps(summary_json(summary), ensure_ascii=False))
+    else:
+        print(human)
+    if args.out is not None:
+        print(f"per-question report: {args.out}", file=sys.stderr)
+    return EXIT_OK

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DB := data/demo.duckdb
 
-.PHONY: install run demo test test-fast lint bench browser clean help
+.PHONY: install run demo test test-fast lint bench eval browser clean help
 
 help:
 	@echo "make run    - install, build the demo database, serve the chat on http://127.0.0.1:7860"
@@ -48,6 +48,12 @@ lint: install
 
 bench: install demo
 	$(PY) -m bench
+
+SPIDER ?= ../shared/eval/spider_dev
+eval: install demo
+	$(VENV)/bin/tablechat eval data/questions/demo.jsonl --engine offline
+	@if [ -d $(SPIDER) ]; then $(VENV)/bin/tablechat eval $(SPIDER) --engine offline; \
+	 else echo "no $(SPIDER): skipping spider_dev"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts $(DEMO_DB)

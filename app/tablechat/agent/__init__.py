@@ -1,1 +1,3 @@
-"""LCEL chains: text-to-SQL with its repair loop, the answer sentence, routing and chat."""
+"""The LLM engine: routing, chat, follow-up rewriting, text-to-SQL with its repair loop, the
+answer sentence, and token budgets. Every step takes the chat model as a parameter
+(:class:`~tablechat.agent.client.LLMClient`), so tests use scripted models."""

@@ -1,31 +1,29 @@
 """The text-to-SQL agent: prompt → LLM → extract → guard → execute, with a bounded repair loop,
 then an answer sentence streamed from the same model.
 
-Chains are LCEL (``RunnableLambda | model``); the model is passed in, so tests use scripted
-chat models and production uses ``ChatOpenAI`` against vLLM.
+Prompts are built by plain functions (``sql_messages``, ``answer_messages``) and sent through an
+:class:`~tablechat.agent.client.LLMClient`, so tests use scripted chat models and production
+uses ``ChatOpenAI`` against vLLM. On vLLM the SQL is constrained to ``{"sql": "..."}`` JSON
+(``structured_outputs``), so the reply always parses; other servers get free text and
+:func:`~tablechat.agent.extract.extract_sql`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import Runnable, RunnableLambda
 
 from .. import events as ev
 from ..answer import Usage
 from ..chart import chart_spec
-from ..errors import (
-    LLMUnavailableError,
-    NoAnswerError,
-    RetryableSQLError,
-    TableChatError,
-)
+from ..errors import InvalidSQLError, LLMUnavailableError, NoAnswerError, RetryableSQLError
+from ..llm import DEFAULT_MAX_MODEL_LEN, failure_kind
 from ..sql.database import QueryResult
+from .budget import SchemaFit, TokenCounter, fit_schema, input_budget
+from .client import LLMClient
 from .context import Message, QuestionContext
 from .extract import extract_sql
 from .prompts import render
@@ -36,15 +34,17 @@ SQL_JSON_SCHEMA: dict[str, Any] = {
     "required": ["sql"],
     "additionalProperties": False,
 }
+REPLY_JSON = 'Reply with a JSON object {"sql": "<the query>"} and nothing else.'
+REPLY_TEXT = "Reply with the SQL only, no explanation."
 HISTORY_TURNS = 6
 ANSWER_PREVIEW_ROWS = 20
 
 
-def render_history(history: list[Message]) -> str:
+def render_history(history: list[Message], turns: int = HISTORY_TURNS) -> str:
     if not history:
         return "(none)"
     lines = []
-    for m in history[-HISTORY_TURNS:]:
+    for m in history[-turns:]:
         who = "User" if m.role == "user" else "Assistant"
         text = m.content.strip().replace("\n", " ")[:500]
         lines.append(f"{who}: {text}" + (f"\n  (SQL: {m.sql})" if m.sql else ""))
@@ -61,22 +61,41 @@ def markdown_table(columns: list[str], rows: list[tuple[Any, ...]], limit: int =
     return "\n".join([head, *body]) if body else head + "\n(no rows)"
 
 
-def usage_of(message: BaseMessage) -> tuple[int, int]:
-    meta = getattr(message, "usage_metadata", None) or {}
-    return int(meta.get("input_tokens", 0) or 0), int(meta.get("output_tokens", 0) or 0)
+def sql_prompt(inputs: dict[str, Any]) -> str:
+    return render(
+        "sql",
+        dialect=inputs["dialect"],
+        schema=inputs["schema"],
+        semantic=inputs["semantic"] or "(none)",
+        max_rows=inputs["max_rows"],
+        reply_format=REPLY_JSON if inputs.get("structured") else REPLY_TEXT,
+        history=inputs["history"],
+        question=inputs["question"],
+    )
 
 
-def llm_error(exc: BaseException) -> LLMUnavailableError:
-    """Turn a client exception into a message for the person."""
-    name = type(exc).__name__
-    text = str(exc).splitlines()[0][:300] if str(exc) else name
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError) or "Timeout" in name:
-        return LLMUnavailableError(f"the LLM server did not answer in time ({name})")
-    if "Connection" in name:
-        return LLMUnavailableError(f"the LLM server is unreachable ({text})")
-    if isinstance(exc, json.JSONDecodeError | ValueError) and "Rate" not in name:
-        return LLMUnavailableError(f"the LLM server sent a garbled reply ({name}: {text})")
-    return LLMUnavailableError(f"the LLM server failed: {name}: {text}")
+def sql_messages(inputs: dict[str, Any]) -> list[BaseMessage]:
+    """The SQL prompt (schema first, question last) and one turn per failed attempt."""
+    messages: list[BaseMessage] = [HumanMessage(sql_prompt(inputs))]
+    for attempt in inputs.get("failures", []):
+        messages.append(AIMessage(attempt["reply"]))
+        messages.append(
+            HumanMessage(render("sql_repair", sql=attempt["sql"], error=attempt["error"]))
+        )
+    return messages
+
+
+def answer_messages(inputs: dict[str, Any]) -> list[BaseMessage]:
+    prompt = render(
+        "answer",
+        question=inputs["question"],
+        sql=inputs["sql"],
+        row_count=inputs["row_count"],
+        truncated=inputs["truncated"],
+        table=inputs["table"],
+    )
+    return [SystemMessage("You answer questions about data briefly and exactly."),
+            HumanMessage(prompt)]
 
 
 class SQLAgent:
@@ -84,102 +103,92 @@ class SQLAgent:
 
     def __init__(
         self,
-        model: BaseChatModel,
+        client: LLMClient,
         *,
-        structured: bool = False,
-        model_label: str | None = None,
-        call_timeout: float = 60.0,
+        counter: TokenCounter | None = None,
+        max_model_len: int | None = None,
+        max_tokens: int = 512,
     ) -> None:
-        self.model = model
-        self.structured = structured
-        self.label = model_label or type(model).__name__
-        self.call_timeout = call_timeout
-        self.sql_chain: Runnable[dict[str, Any], BaseMessage] = RunnableLambda(
-            self._sql_messages
-        ) | self._sql_model()
-        self.answer_chain: Runnable[dict[str, Any], BaseMessage] = (
-            RunnableLambda(self._answer_messages) | self.model
+        self.client = client
+        self.counter = counter or TokenCounter()
+        self.max_model_len = max_model_len
+        self.max_tokens = max_tokens
+
+    @property
+    def label(self) -> str:
+        return self.client.label
+
+    # -- schema context -----------------------------------------------------------------------
+    async def schema_for(self, ctx: QuestionContext, inputs: dict[str, Any],
+                         shrink: float = 1.0) -> SchemaFit:
+        window = self.max_model_len or ctx.settings.max_model_len or DEFAULT_MAX_MODEL_LEN
+        budget = int(input_budget(window, self.max_tokens, ctx.settings.max_retries) * shrink)
+        static = {**inputs, "history": "", "question": ""}
+        return await fit_schema(
+            ctx.snapshot,
+            inputs["question"],
+            lambda schema: sql_prompt({**static, "schema": schema}),
+            self.counter,
+            budget,
+            semantic=ctx.semantic,
+            dynamic=inputs["history"] + "\n" + inputs["question"],
         )
 
-    def _sql_model(self) -> Runnable[Any, BaseMessage]:
-        if self.structured:
-            return self.model.bind(
-                extra_body={"structured_outputs": {"json": SQL_JSON_SCHEMA}}
+    async def _write_sql(self, ctx: QuestionContext, inputs: dict[str, Any],
+                         usage: Usage) -> str:
+        def build(structured: bool) -> list[BaseMessage]:
+            return sql_messages({**inputs, "structured": structured})
+
+        try:
+            return await self.client.invoke(
+                build, usage, step="sql", structured={"json": SQL_JSON_SCHEMA}
             )
-        return self.model
-
-    def disable_structured(self) -> None:
-        """The server refused structured_outputs: fall back to free text with extraction."""
-        self.structured = False
-        self.sql_chain = RunnableLambda(self._sql_messages) | self._sql_model()
-
-    # -- prompts ------------------------------------------------------------------------------
-    @staticmethod
-    def _sql_messages(inputs: dict[str, Any]) -> list[BaseMessage]:
-        prompt = render(
-            "sql",
-            dialect=inputs["dialect"],
-            schema=inputs["schema"],
-            semantic=inputs["semantic"] or "(none)",
-            max_rows=inputs["max_rows"],
-            history=inputs["history"],
-            question=inputs["question"],
+        except LLMUnavailableError as exc:
+            if failure_kind(exc) != "context" or inputs.get("shrunk"):
+                raise
+        # The server counted more tokens than we estimated: estimate higher, trim harder, once.
+        inputs["shrunk"] = True
+        self.counter.scale *= 1.5
+        fit = await self.schema_for(ctx, inputs, shrink=0.8)
+        inputs["schema"] = fit.text
+        return await self.client.invoke(
+            build, usage, step="sql", structured={"json": SQL_JSON_SCHEMA}
         )
-        messages: list[BaseMessage] = [HumanMessage(prompt)]
-        for attempt in inputs.get("failures", []):
-            messages.append(AIMessage(attempt["reply"]))
-            messages.append(HumanMessage(render("sql_repair", sql=attempt["sql"], error=attempt["error"])))
-        return messages
-
-    @staticmethod
-    def _answer_messages(inputs: dict[str, Any]) -> list[BaseMessage]:
-        prompt = render(
-            "answer",
-            question=inputs["question"],
-            sql=inputs["sql"],
-            row_count=inputs["row_count"],
-            truncated=inputs["truncated"],
-            table=inputs["table"],
-        )
-        return [SystemMessage("You answer questions about data briefly and exactly."), HumanMessage(prompt)]
 
     # -- the run ------------------------------------------------------------------------------
-    async def _write_sql(self, inputs: dict[str, Any], usage: Usage) -> str:
-        try:
-            message = await asyncio.wait_for(self.sql_chain.ainvoke(inputs), self.call_timeout)
-        except TableChatError:
-            raise
-        except Exception as exc:
-            if self.structured and _rejects_structured(exc):
-                self.disable_structured()
-                return await self._write_sql(inputs, usage)
-            raise llm_error(exc) from exc
-        usage.add(*usage_of(message))
-        content = message.content if isinstance(message.content, str) else str(message.content)
-        return content
-
-    async def run(self, ctx: QuestionContext, usage: Usage) -> AsyncIterator[ev.Event]:
+    async def run(
+        self, ctx: QuestionContext, usage: Usage, *, question: str | None = None
+    ) -> AsyncIterator[ev.Event]:
+        """Events for ``question`` (default ``ctx.question``, e.g. a rewritten follow-up)."""
         settings = ctx.settings
+        asked = question or ctx.question
         inputs: dict[str, Any] = {
             "dialect": ctx.snapshot.dialect,
-            "schema": ctx.extra.get("schema_prompt") or ctx.snapshot.to_prompt(),
+            "schema": "",
             "semantic": ctx.semantic.to_prompt() if ctx.semantic else "",
             "max_rows": settings.max_rows,
+            "structured": self.client.structured,
             "history": render_history(ctx.history),
-            "question": ctx.question,
+            "question": asked,
             "failures": [],
         }
+        if ctx.extra.get("schema_prompt"):
+            inputs["schema"] = ctx.extra["schema_prompt"]
+        else:
+            fit = await self.schema_for(ctx, inputs)
+            inputs["schema"] = fit.text
+            if fit.trimmed:
+                yield ev.Status(step="schema", message=f"schema trimmed to fit the model: "
+                                f"{fit.note}")
         result: QueryResult | None = None
         sql = ""
         for attempt in range(1, settings.max_retries + 2):
             yield ev.Status(step="write_sql", message="writing SQL" if attempt == 1 else
                             f"rewriting SQL (attempt {attempt})")
-            reply = await self._write_sql(inputs, usage)
+            reply = await self._write_sql(ctx, inputs, usage)
             sql = extract_sql(reply)
             try:
                 if not sql:
-                    from ..errors import InvalidSQLError
-
                     raise InvalidSQLError("the reply held no SQL query", sql=reply[:200])
                 checked = ctx.check(sql)
                 yield ev.SQL(sql=checked.sql, attempt=attempt)
@@ -188,7 +197,9 @@ class SQLAgent:
                 sql = checked.sql
                 break
             except RetryableSQLError as exc:
-                inputs["failures"].append({"reply": reply, "sql": sql or reply, "error": exc.for_model()})
+                inputs["failures"].append(
+                    {"reply": reply, "sql": sql or reply, "error": exc.for_model()}
+                )
                 if attempt > settings.max_retries:
                     raise NoAnswerError(
                         f"no valid query after {attempt} attempts; last error: {exc.message}"
@@ -200,35 +211,38 @@ class SQLAgent:
         spec = chart_spec(result.columns, result.rows)
         if spec:
             yield ev.Chart(spec=spec)
+        async for event in self._answer(asked, sql, result, usage):
+            yield event
+
+    async def _answer(
+        self, question: str, sql: str, result: QueryResult, usage: Usage
+    ) -> AsyncIterator[ev.Event]:
         yield ev.Status(step="answer", message="writing the answer")
-        answer_inputs = {
-            "question": ctx.question,
+        messages = answer_messages({
+            "question": question,
             "sql": sql,
             "row_count": len(result.rows),
             "truncated": ", truncated" if result.truncated else "",
             "table": markdown_table(result.columns, result.rows, ANSWER_PREVIEW_ROWS),
-        }
+        })
         parts: list[str] = []
-        final: Any = None
         try:
-            async with asyncio.timeout(self.call_timeout):
-                async for chunk in self.answer_chain.astream(answer_inputs):
-                    final = chunk if final is None else final + chunk
-                    text = chunk.content if isinstance(chunk.content, str) else ""
-                    if text:
-                        parts.append(text)
-                        yield ev.Token(text=text)
-        except Exception as exc:
+            async for text in self.client.stream(messages, usage, step="answer"):
+                parts.append(text)
+                yield ev.Token(text=text)
+        except LLMUnavailableError as exc:
             # the data answer stands; only the sentence is missing
             parts = [f"Here is the result ({len(result.rows)} rows). "
-                     f"The answer sentence is missing: {llm_error(exc)}"]
-        if final is not None:
-            usage.add(*usage_of(final))
+                     f"The answer sentence is missing: {exc}."]
         yield ev.AnswerText(text="".join(parts).strip(), engine="llm")
 
 
-def _rejects_structured(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    status = getattr(exc, "status_code", None)
-    return status in (400, 422) and ("structured" in text or "guided" in text or "extra" in text
-                                     or "unrecognized" in text or "not supported" in text)
+__all__ = [
+    "SQL_JSON_SCHEMA",
+    "SQLAgent",
+    "answer_messages",
+    "markdown_table",
+    "render_history",
+    "sql_messages",
+    "sql_prompt",
+]

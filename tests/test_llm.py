@@ -1,0 +1,246 @@
+"""The LLM client (tablechat.llm): settings → ChatOpenAI, probing, retries, error messages.
+
+The HTTP path runs against the fake vLLM server (tests/support/fake_vllm.py).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import openai
+import pytest
+from langchain_core.messages import HumanMessage
+from langchain_openai import ChatOpenAI
+
+from tablechat import _loop
+from tablechat.agent.client import LLMClient
+from tablechat.answer import Usage
+from tablechat.config import load_settings
+from tablechat.errors import ConfigurationError, LLMUnavailableError
+from tablechat.llm import (
+    build_chat_model,
+    failure_kind,
+    llm_error,
+    probe_server,
+    resolve_model_name,
+    server_root,
+)
+from tests.support.fake_vllm_client import FakeVLLM
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+_CLIENTS: list[LLMClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    yield
+    while _CLIENTS:
+        _loop.run_sync(_CLIENTS.pop().aclose())
+
+
+def client_for(server: FakeVLLM, **overrides: object) -> LLMClient:
+    options: dict[str, object] = {"llm_url": server.url, "llm_model": server.model,
+                                  "llm_max_retries": 0, "llm_timeout": 10, **overrides}
+    settings = load_settings(**options)
+    model = build_chat_model(settings)
+    client = LLMClient(model, structured=True, timeout=settings.llm_timeout)
+    _CLIENTS.append(client)
+    return client
+
+
+def invoke(client: LLMClient, text: str = "hi", **kwargs: object) -> tuple[str, Usage]:
+    usage = Usage()
+    # ChatOpenAI's async client binds to its first event loop: use tablechat's one loop
+    reply = _loop.run_sync(client.invoke([HumanMessage(text)], usage, step="test", **kwargs))
+    return reply, usage
+
+
+# -- settings → ChatOpenAI ----------------------------------------------------------------------
+def test_build_chat_model_uses_every_setting() -> None:
+    settings = load_settings(llm_url="http://127.0.0.1:9/v1", llm_model="m", llm_api_key="k",
+                             llm_timeout=7, llm_connect_timeout=2, llm_max_retries=4,
+                             llm_max_tokens=99, llm_temperature=0.3)
+    model = build_chat_model(settings)
+    assert isinstance(model, ChatOpenAI)
+    assert model.model_name == "m" and model.openai_api_base == "http://127.0.0.1:9/v1"
+    assert model.openai_api_key is not None and model.openai_api_key.get_secret_value() == "k"
+    assert model.max_retries == 4 and model.max_tokens == 99 and model.temperature == 0.3
+    assert model.stream_usage is True and model.use_responses_api is False
+    # openai>=3 runs on httpx2: the timeout must be its type, or the client breaks
+    assert isinstance(model.request_timeout, openai.Timeout)
+    assert model.request_timeout.read == 7 and model.request_timeout.connect == 2
+
+
+def test_build_chat_model_needs_a_url_and_a_model() -> None:
+    with pytest.raises(ConfigurationError):
+        build_chat_model(load_settings())
+    with pytest.raises(ConfigurationError, match="http"):
+        build_chat_model(load_settings(llm_url="ftp://x", llm_model="m"))
+    with pytest.raises(LLMUnavailableError, match="TABLECHAT_LLM_MODEL"):
+        build_chat_model(load_settings(llm_url="http://127.0.0.1:9/v1"))
+
+
+def test_model_name_defaults_to_the_first_listed(fake_vllm: FakeVLLM) -> None:
+    info = probe_server(fake_vllm.url)
+    assert resolve_model_name(load_settings(), info) == "fake-sql-model"
+    assert resolve_model_name(load_settings(llm_model="other"), info) == "other"
+
+
+# -- probing ------------------------------------------------------------------------------------
+def test_probe_reads_models_vllm_and_context_length(fake_vllm: FakeVLLM) -> None:
+    info = probe_server(fake_vllm.url)
+    assert info.reachable and info.models == ("fake-sql-model",)
+    assert info.is_vllm and info.max_model_len == 8192 and info.health_status == 200
+    paths = [r["path"] for r in fake_vllm.requests()]
+    assert paths == ["/v1/models", "/health"]
+    assert server_root(fake_vllm.url) == fake_vllm.base
+
+
+def test_probe_dead_server_says_so_quickly() -> None:
+    info = probe_server(closed_port_url(), timeout=2)
+    assert not info.reachable
+    assert "refused" in info.error
+
+
+def test_probe_unhealthy_engine_is_unreachable(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.script(health_status=503)
+    info = probe_server(fake_vllm.url)
+    assert not info.reachable and "503" in info.error
+
+
+def test_probe_with_api_key(fake_vllm_factory) -> None:
+    server = fake_vllm_factory(api_key="sesame")
+    assert not probe_server(server.url).reachable
+    assert "API key" in probe_server(server.url, "wrong").error
+    assert probe_server(server.url, "sesame").reachable
+
+
+# -- retries (openai SDK, max_retries=settings.llm_max_retries) ----------------------------------
+def test_500_then_success_is_retried(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.script(replies=[{"status": 500, "error": "engine hiccup"}, {"content": "ok"}])
+    reply, usage = invoke(client_for(fake_vllm, llm_max_retries=2))
+    assert reply == "ok" and usage.llm_calls == 1
+    log = fake_vllm.chat_requests()
+    assert [r["status"] for r in log] == [500, 200]
+    assert [r["headers"]["x-stainless-retry-count"] for r in log] == ["0", "1"]
+
+
+def test_503_then_success_is_retried(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.script(replies=[{"status": 503}, {"status": 502}, {"content": "ok"}])
+    assert invoke(client_for(fake_vllm, llm_max_retries=2))[0] == "ok"
+    assert len(fake_vllm.chat_requests()) == 3
+
+
+def test_429_waits_for_retry_after(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.script(replies=[{"status": 429, "retry_after": 1.2, "error": "busy"},
+                              {"content": "ok"}])
+    assert invoke(client_for(fake_vllm, llm_max_retries=1))[0] == "ok"
+    first, second = fake_vllm.chat_requests()
+    assert first["status"] == 429
+    # the SDK's own backoff is 0.375-0.5 s: a later retry means Retry-After was honoured
+    assert second["timestamp"] - first["timestamp"] >= 1.1
+
+
+def test_dropped_connection_is_retried(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.script(replies=[{"content": "lost", "fault": "drop"}, {"content": "ok"}])
+    assert invoke(client_for(fake_vllm, llm_max_retries=1))[0] == "ok"
+    assert len(fake_vllm.chat_requests()) == 2
+
+
+def test_retries_run_out_into_a_clear_error(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.script(default={"status": 500, "error": "always down"})
+    with pytest.raises(LLMUnavailableError, match="HTTP 500, still after retries"):
+        invoke(client_for(fake_vllm, llm_max_retries=1))
+    assert len(fake_vllm.chat_requests()) == 2
+
+
+def test_400_is_not_retried(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.script(default={"status": 400, "error": "bad"})
+    with pytest.raises(LLMUnavailableError):
+        invoke(client_for(fake_vllm, llm_max_retries=3))
+    assert len(fake_vllm.chat_requests()) == 1
+
+
+# -- structured outputs -------------------------------------------------------------------------
+def test_structured_outputs_are_sent_top_level(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.script(replies=[{"content": '{"sql": "SELECT 1"}'}])
+    schema = {"type": "object", "properties": {"sql": {"type": "string"}}}
+    reply, _ = invoke(client_for(fake_vllm), structured={"json": schema}, max_tokens=50)
+    assert json.loads(reply) == {"sql": "SELECT 1"}
+    body = fake_vllm.chat_requests()[0]["body"]
+    assert body["structured_outputs"] == {"json": schema}
+    assert not [k for k in body if k.startswith("guided_")]
+    assert body.get("max_completion_tokens", body.get("max_tokens")) == 50
+
+
+def test_structured_outputs_refused_falls_back_to_free_text(fake_vllm_factory) -> None:
+    server = fake_vllm_factory(reject_structured_outputs=True)
+    server.script(default={"content": "SELECT 1"})
+    client = client_for(server)
+    reply, _ = invoke(client, structured={"choice": ["a", "b"]})  # same client, same loop
+    assert reply == "SELECT 1" and client.structured is False
+    first, second = server.chat_requests()
+    assert first["status"] == 400 and "structured_outputs" in first["body"]
+    assert "structured_outputs" not in second["body"]
+    invoke(client, structured={"choice": ["a", "b"]})  # never asked again
+    assert "structured_outputs" not in server.chat_requests()[2]["body"]
+
+
+# -- streaming and token usage ------------------------------------------------------------------
+def test_stream_reports_usage(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.script(replies=[{"content": "There are 5 regions."}])
+    client = client_for(fake_vllm)
+    usage = Usage()
+
+    async def run() -> str:
+        return "".join([t async for t in client.stream([HumanMessage("hi")], usage,
+                                                        step="answer")])
+
+    assert _loop.run_sync(run()) == "There are 5 regions."
+    body = fake_vllm.chat_requests()[0]["body"]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert usage.llm_calls == 1 and usage.completion_tokens == 5 and usage.prompt_tokens > 0
+
+
+def test_slow_reply_times_out_within_the_call_timeout(fake_vllm: FakeVLLM) -> None:
+    import time
+
+    fake_vllm.script(replies=[{"content": "late", "delay": 30}])
+    client = client_for(fake_vllm, llm_timeout=1)
+    start = time.monotonic()
+    with pytest.raises(LLMUnavailableError, match="did not answer in time"):
+        invoke(client)
+    assert time.monotonic() - start < 10  # far below the 30 s the server would take
+
+
+def test_malformed_sse_is_a_garbled_reply(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.script(replies=[{"content": "one two three four", "fault": "malformed_sse"}])
+    client = client_for(fake_vllm)
+
+    async def run() -> list[str]:
+        return [t async for t in client.stream([HumanMessage("hi")], Usage(), step="chat")]
+
+    with pytest.raises(LLMUnavailableError, match="garbled"):
+        _loop.run_sync(run())
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (TimeoutError(), "timeout"),
+        (json.JSONDecodeError("x", "doc", 0), "garbled"),
+        (ConnectionRefusedError(), "connection"),
+    ],
+)
+def test_failure_kinds(exc: BaseException, kind: str) -> None:
+    assert failure_kind(exc) == kind
+    wrapped = llm_error(exc)
+    assert isinstance(wrapped, LLMUnavailableError) and "Traceback" not in str(wrapped)

@@ -75,7 +75,7 @@ def _semantic_layer(cfg: Settings, db: Database) -> SemanticLayer | None:
 
 def _offline_engine(db: Database, semantic: SemanticLayer | None) -> Any:
     try:
-        from .offline import OfflineEngine  # type: ignore[attr-defined]
+        from .offline import OfflineEngine
     except ImportError:
         return None
     return OfflineEngine(db, semantic)

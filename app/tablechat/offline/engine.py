@@ -1,0 +1,241 @@
+"""The offline engine: answers common questions with no LLM, and says when it can't.
+
+``OfflineEngine(db, semantic)`` is what ``tablechat.connect`` installs. ``run(ctx, usage)``
+streams the same events as the LLM agent; ``plan(question, snapshot)`` is the synchronous
+entry point the eval harness uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot import exp
+
+from .. import events as ev
+from ..agent.context import Message, QuestionContext, normalize_history
+from ..answer import Usage
+from ..chart import chart_spec
+from ..errors import TableChatError
+from ..semantic import SemanticLayer
+from ..sql.database import Database
+from ..sql.schema import SchemaSnapshot
+from . import followup
+from .build import PlanError, SQLBuilder
+from .index import IndexBuilder, SchemaIndex
+from .intent import Intent
+from .parse import Parsed, Parser
+from .reply import answer_text, chat_text, decline_text
+from .resolve import Resolver
+
+log = logging.getLogger(__name__)
+THRESHOLD = 0.55
+HISTORY_QUESTIONS = 4
+SIGNAL_KWS = frozenset({"count", "cmp", "between", "cmpprop", "group", "order", "top"})
+
+
+@dataclass(slots=True)
+class Plan:
+    """What the engine made of one question."""
+
+    question: str
+    kind: str  # "answer", "decline" or "chat"
+    sql: str | None = None
+    confidence: float = 0.0
+    understood: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    intent: Intent | None = None
+    tree: exp.Expr | None = None
+    followup: bool = False
+
+    @property
+    def answerable(self) -> bool:
+        return self.kind == "answer" and self.sql is not None
+
+
+class OfflineEngine:
+    """Answers questions from the schema, the semantic layer and the data's values."""
+
+    name = "offline"
+
+    def __init__(self, db: Database, semantic: SemanticLayer | None = None, *,
+                 threshold: float = THRESHOLD) -> None:
+        self.db = db
+        self.semantic = semantic
+        self.threshold = threshold
+        self._indexes: dict[Any, SchemaIndex] = {}
+        self._lock = threading.Lock()
+
+    # -- indexes ------------------------------------------------------------------------------
+    def index(self, snapshot: SchemaSnapshot, session: str | None = None) -> SchemaIndex:
+        """The index of ``snapshot`` (built once per database, and per session with uploads)."""
+        base_tables = {n: t for n, t in snapshot.tables.items() if not t.session_only}
+        extra = [t for t in snapshot.tables.values() if t.session_only]
+        base_key = ("base", tuple(sorted((n, len(t.columns)) for n, t in base_tables.items())))
+        with self._lock:
+            base = self._indexes.get(base_key)
+            if base is None:
+                snap = SchemaSnapshot(snapshot.dialect, base_tables, snapshot.name)
+                base = IndexBuilder(self.db, self.semantic, None).build(snap)
+                self._indexes[base_key] = base
+            if not extra:
+                return base
+            key = (session, base_key, tuple(sorted((t.name, len(t.columns), t.row_count)
+                                                   for t in extra)))
+            index = self._indexes.get(key)
+            if index is None:
+                index = IndexBuilder(self.db, self.semantic, session).build(snapshot, base=base)
+                self._indexes = {k: v for k, v in self._indexes.items()
+                                 if k[0] == "base" or k[0] != session}
+                self._indexes[key] = index
+            return index
+
+    # -- planning -----------------------------------------------------------------------------
+    def _intent(self, question: str, index: SchemaIndex, context: Intent | None = None,
+                *, partial: bool = False) -> tuple[Intent, Parsed]:
+        parsed = Parser(question, index).parse()
+        intent = Resolver(parsed, index, context, partial=partial).run()
+        return intent, parsed
+
+    def _sql(self, intent: Intent, index: SchemaIndex, parsed: Parsed | None
+             ) -> tuple[str | None, exp.Expr | None, float, list[str]]:
+        hints = {t.stem for t in parsed.tokens} if parsed is not None else set()
+        try:
+            built = SQLBuilder(index, hints).build(intent)
+        except PlanError as exc:
+            return None, None, 0.0, [str(exc)]
+        return built.sql, built.tree, built.penalty, built.notes
+
+    def _finish(self, question: str, intent: Intent, index: SchemaIndex,
+                parsed: Parsed | None, *, is_followup: bool = False) -> Plan:
+        sql, tree, penalty, notes = self._sql(intent, index, parsed)
+        confidence = round(intent.confidence * penalty, 3)
+        missing = list(dict.fromkeys(intent.missing + notes))
+        kind = "answer" if sql is not None and confidence >= self.threshold else "decline"
+        return Plan(question, kind, sql if kind == "answer" else None, confidence,
+                    intent.understood, missing, intent, tree if kind == "answer" else None,
+                    is_followup)
+
+    def analyze(self, question: str, snapshot: SchemaSnapshot, history: Any = None,
+                session: str | None = None) -> Plan:
+        """Understand ``question`` (given the conversation so far) and plan its SQL."""
+        index = self.index(snapshot, session)
+        messages = normalize_history(history)
+        intent, parsed = self._intent(question, index)
+        if self._is_chat(parsed) and not messages:
+            return Plan(question, "chat", confidence=1.0)
+        own = self._finish(question, intent, index, parsed)
+        previous = [m for m in messages if m.role == "user" and m.content.strip()]
+        if not previous:
+            return own
+        marked = followup.looks_like_followup(question)
+        if own.answerable and not marked:
+            return own
+        fu = self._followup(question, index, messages)
+        if fu is not None and fu.answerable and (marked or fu.confidence > own.confidence):
+            return fu
+        if own.kind == "decline" and self._is_chat(parsed):
+            return Plan(question, "chat", confidence=1.0)
+        return own
+
+    def _is_chat(self, parsed: Parsed) -> bool:
+        for it in parsed.items:
+            if it.slot is None:
+                if it.date is not None:
+                    return False
+                continue
+            if any(m.kind in ("schema", "value", "quoted", "number") for m in it.slot.mentions):
+                return False
+            if set(it.kws) & SIGNAL_KWS:
+                return False
+        return True
+
+    def _replay(self, questions: list[str], index: SchemaIndex) -> Intent | None:
+        """The intent of the conversation so far: each question applied to the one before."""
+        intent: Intent | None = None
+        for q in questions[-HISTORY_QUESTIONS:]:
+            own, _ = self._intent(q, index)
+            if own.confidence >= self.threshold and not (
+                    intent is not None and followup.looks_like_followup(q)):
+                intent = own
+                continue
+            if intent is None:
+                continue
+            delta, _ = self._intent(q, index, intent, partial=True)
+            if followup.has_changes(delta) and delta.confidence >= self.threshold:
+                intent = followup.merge(intent, delta)
+        return intent
+
+    def _followup(self, question: str, index: SchemaIndex, messages: list[Message]
+                  ) -> Plan | None:
+        questions = [m.content for m in messages if m.role == "user"]
+        prev = self._replay(questions, index)
+        context = prev
+        delta, parsed = self._intent(question, index, context, partial=True)
+        if not followup.has_changes(delta) or delta.confidence < self.threshold:
+            return None
+        if prev is not None:
+            merged = followup.merge(prev, delta)
+            plan = self._finish(question, merged, index, parsed, is_followup=True)
+            if plan.answerable:
+                return plan
+        last_sql = next((m.sql for m in reversed(messages) if m.sql), None)
+        if last_sql:
+            sql = followup.apply_to_sql(last_sql, delta, index)
+            if sql is not None:
+                return Plan(question, "answer", sql, delta.confidence, delta.understood,
+                            delta.missing, delta, None, True)
+        return None
+
+    def plan(self, question: str, snapshot: SchemaSnapshot, history: Any = None,
+             session: str | None = None) -> Plan | None:
+        """The plan when the engine is confident enough to answer, else None."""
+        result = self._safe_analyze(question, snapshot, history, session)
+        return result if result.answerable else None
+
+    def _safe_analyze(self, question: str, snapshot: SchemaSnapshot, history: Any = None,
+                      session: str | None = None) -> Plan:
+        """:meth:`analyze`, where a failure to understand becomes a decline, not an error.
+
+        Database errors (``TableChatError``) still propagate."""
+        try:
+            return self.analyze(question, snapshot, history, session)
+        except TableChatError:
+            raise
+        except Exception as exc:  # a question the parser trips on: decline, log it
+            log.warning("offline engine could not read %r: %s", question[:200], exc,
+                        exc_info=True)
+            return Plan(question, "decline", missing=["a way to read this question"])
+
+    # -- the event stream ---------------------------------------------------------------------
+    async def run(self, ctx: QuestionContext, usage: Usage) -> AsyncIterator[ev.Event]:
+        yield ev.Status(step="understand", message="reading the question (offline engine)")
+        plan = await asyncio.to_thread(self._safe_analyze, ctx.question, ctx.snapshot,
+                                       ctx.history, ctx.session)
+        if plan.kind == "chat":
+            index = await asyncio.to_thread(self.index, ctx.snapshot, ctx.session)
+            yield ev.AnswerText(text=chat_text(index), engine=self.name)
+            return
+        if not plan.answerable or plan.sql is None:
+            yield ev.AnswerText(text=decline_text(plan.intent if plan.intent else None)
+                                if plan.intent else decline_text(None), engine=self.name)
+            return
+        if plan.understood:
+            yield ev.Status(step="understand", message="understood: " + "; ".join(plan.understood))
+        checked = ctx.check(plan.sql)
+        yield ev.SQL(sql=checked.sql, attempt=1)
+        yield ev.Status(step="run", message="running the query")
+        result = await asyncio.to_thread(ctx.run, checked)
+        yield ev.Table(columns=result.columns, rows=result.rows, total_rows=len(result.rows),
+                       truncated=result.truncated)
+        spec = chart_spec(result.columns, result.rows)
+        if spec is not None:
+            yield ev.Chart(spec=spec)
+        intent = plan.intent or Intent()
+        cut = result.truncated or len(result.rows) >= ctx.settings.max_rows
+        text = answer_text(intent, result.columns, result.rows, cut)
+        yield ev.AnswerText(text=text, engine=self.name)

@@ -1,0 +1,196 @@
+"""The offline engine's sentences: the answer built from a result, the honest "I can't", the
+reply to small talk, and example questions drawn from the schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from .index import SchemaIndex
+from .intent import Intent
+from .text import split_identifier, stem
+
+LLM_HELP = (
+    "An LLM would answer it: start a vLLM server (for example `vllm serve "
+    "Qwen/Qwen2.5-Coder-7B-Instruct`) and set TABLECHAT_LLM_URL=http://127.0.0.1:8000/v1 "
+    "(or pass --llm-url)."
+)
+
+
+def fmt(value: Any) -> str:
+    """A number or value as people read it: 5,000 · 4.1M · 12.35 · 2024-03-01."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) < 10_000_000 else _short(value)
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "n/a"
+        if abs(value) >= 1_000_000:
+            return _short(value)
+        if value == int(value) and abs(value) >= 100:
+            return f"{int(value):,}"
+        return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.3g}"
+    if isinstance(value, dt.datetime) and value.time() == dt.time(0):
+        return value.date().isoformat()
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _short(value: float) -> str:
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if abs(value) >= div:
+            return f"{value / div:.1f}{suffix}"
+    return f"{value:,.0f}"
+
+
+def _noun(text: str) -> str:
+    return text.replace("_", " ")
+
+
+def answer_text(intent: Intent, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                truncated: bool = False) -> str:
+    """One or two sentences that state the result."""
+    if not rows:
+        return "No rows match " + ("; ".join(intent.understood) or "the question") + "."
+    visible = [m for m in intent.measures if not m.hidden]
+    where = _where(intent)
+    if len(rows) == 1 and visible and not intent.groups:
+        if len(visible) == 1 and len(rows[0]) == 1:
+            m = visible[0]
+            value = rows[0][0]
+            if m.func == "count" and m.table:
+                return f"There are {fmt(value)} {_noun(m.table)}{where}."
+            return f"The {m.describe()}{where} is {fmt(value)}."
+        parts = [f"{_noun(str(c))}: {fmt(v)}" for c, v in zip(columns, rows[0], strict=False)]
+        return "; ".join(parts) + (f" ({where.strip()})" if where else "") + "."
+    shown = [g for g in intent.groups if g.show]
+    if shown and visible and len(columns) > len(shown):
+        return _group_text(intent, shown, visible[0], rows, where)
+    if shown and not visible and len(rows) >= 1:
+        first = _label(rows[0], len(shown))
+        noun = _group_noun(intent, shown[0])
+        return f"The {noun} with the {_rank_word(intent)} {_rank_what(intent)} is {first}{where}."
+    if len(rows) == 1 and len(columns) == 1:
+        return f"The answer is {fmt(rows[0][0])}{where}."
+    if len(rows) == 1:
+        return "; ".join(f"{_noun(str(c))}: {fmt(v)}" for c, v in zip(columns, rows[0],
+                                                                       strict=False)) + "."
+    what = _noun(intent.subject) if intent.subject else "rows"
+    if truncated:
+        return f"Showing the first {fmt(len(rows))} {what}{where} (there are more)."
+    return f"Found {fmt(len(rows))} {what}{where}."
+
+
+def _group_noun(intent: Intent, g: Any) -> str:
+    if g.bucket:
+        return str(g.bucket)
+    if g.key is not None or g.col.column.lower() in ("name", "title"):
+        return _singular(_noun(g.col.table))
+    return _noun(g.col.column)
+
+
+def _singular(word: str) -> str:
+    return stem(word.split()[-1]) if word else word
+
+
+def _plural(word: str) -> str:
+    if word.endswith("s"):
+        return word
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + ("es" if word.endswith(("ch", "sh", "x")) else "s")
+
+
+def _rank_word(intent: Intent) -> str:
+    return "lowest" if intent.order and not intent.order[0].desc else "highest"
+
+
+def _rank_what(intent: Intent) -> str:
+    o = intent.order[0] if intent.order else None
+    if o is not None and 0 <= o.measure < len(intent.measures):
+        return intent.measures[o.measure].describe()
+    return "value"
+
+
+def _group_text(intent: Intent, shown: list[Any], m: Any, rows: Sequence[Sequence[Any]],
+                where: str) -> str:
+    label = _label(rows[0], len(shown))
+    value = rows[0][len(shown)]
+    noun = _group_noun(intent, shown[0])
+    if any(g.bucket for g in shown) and not (intent.order and intent.order[0].measure >= 0):
+        last = rows[-1]
+        return (f"{m.describe().capitalize()} by {noun}{where}: {len(rows)} periods, from "
+                f"{_label(rows[0], len(shown))} ({fmt(value)}) to {_label(last, len(shown))} "
+                f"({fmt(last[len(shown)])}).")
+    word = _rank_word(intent)
+    count = f"{len(rows)} {_plural(noun)}"
+    if intent.limit and intent.limit > 1:
+        count = f"the top {len(rows)} {_plural(noun)} shown"
+    elif intent.limit == 1:
+        return f"{label} has the {word} {m.describe()} ({fmt(value)}){where}."
+    return f"{label} has the {word} {m.describe()} ({fmt(value)}) of {count}{where}."
+
+
+def _label(row: Sequence[Any], n: int) -> str:
+    return ", ".join(fmt(v) for v in row[:max(1, n)])
+
+
+def _where(intent: Intent) -> str:
+    if not intent.conds:
+        return ""
+    return " where " + " and ".join(c.describe() for c in intent.conds)
+
+
+def decline_text(intent: Intent | None) -> str:
+    understood = intent.understood if intent else []
+    missing = intent.missing if intent else []
+    parts = ["I am not sure enough to answer this one without an LLM."]
+    if understood:
+        parts.append("I understood: " + "; ".join(understood) + ".")
+    if missing:
+        parts.append("I could not work out: " + "; ".join(missing[:4]) + ".")
+    parts.append(LLM_HELP)
+    return " ".join(parts)
+
+
+def examples(index: SchemaIndex, n: int = 3) -> list[str]:
+    """Questions this database can answer offline, built from its own names."""
+    out: list[str] = []
+    tables = sorted(index.tables.values(), key=lambda t: -t.row_count)
+    if not tables:
+        return out
+    if index.metrics:
+        metric = next(iter(index.metrics))
+        out.append(f"What is the total {metric.replace('_', ' ')}?")
+    first = tables[0]
+    out.append(f"How many {' '.join(split_identifier(first.name))} are there?")
+    for t in tables:
+        cats = [c for c in t.columns.values() if c.family == "text" and c.distinct
+                and 1 < c.distinct <= 30 and not c.keylike]
+        nums = [c for c in t.columns.values() if c.family == "number" and not c.keylike
+                and not c.yearlike]
+        name = " ".join(split_identifier(t.name))
+        if cats and nums:
+            out.append(f"Average {' '.join(nums[0].words)} by {' '.join(cats[0].words)}")
+            break
+        if cats:
+            out.append(f"Number of {name} per {' '.join(cats[0].words)}")
+            break
+    return out[:n]
+
+
+def chat_text(index: SchemaIndex | None) -> str:
+    lines = ["I'm tablechat's offline engine: I answer common questions about this database "
+             "without a language model (counts, totals and averages, breakdowns by a column, "
+             "top-N lists, filters on values in the data and date ranges)."]
+    if index is not None:
+        ex = examples(index)
+        if ex:
+            lines.append("Try: " + " · ".join(f'"{q}"' for q in ex) + ".")
+    lines.append("For open conversation or harder questions, connect an LLM: start a vLLM "
+                 "server (`vllm serve Qwen/Qwen2.5-Coder-7B-Instruct`) and set "
+                 "TABLECHAT_LLM_URL=http://127.0.0.1:8000/v1.")
+    return " ".join(lines)

@@ -25,6 +25,11 @@ def background_loop() -> asyncio.AbstractEventLoop:
     with _lock:
         if _loop is None or _loop.is_closed():
             loop = asyncio.new_event_loop()
+            # database work runs in threads (asyncio.to_thread): enough for many concurrent
+            # questions on a slow networked database, not just cores + 4
+            loop.set_default_executor(
+                concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="tablechat-db")
+            )
             thread = threading.Thread(target=loop.run_forever, name="tablechat-loop", daemon=True)
             thread.start()
             _loop = loop

@@ -7,17 +7,21 @@ stream of typed events (``events.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 
 from . import _loop
 from . import events as ev
+from .agent.budget import TokenCounter
+from .agent.client import LLMClient
 from .agent.context import QuestionContext, normalize_history
-from .agent.sql_agent import SQLAgent
+from .agent.engine import LLMEngine
 from .answer import Answer, Usage
 from .chart import chart_spec
 from .config import Settings
@@ -26,15 +30,26 @@ from .errors import (
     LLMUnavailableError,
     TableChatError,
     UnsafeSQLError,
+    UploadError,
     UserFacingError,
 )
-from .llm import ServerInfo, build_chat_model, model_name, probe_server
+from .llm import (
+    ServerInfo,
+    build_chat_model,
+    failure_kind,
+    llm_health,
+    model_name,
+    probe_server,
+    resolve_model_name,
+    server_root,
+)
 from .semantic import SemanticLayer
 from .sql.database import Database
 from .sql.guard import SQLGuard
-from .sql.schema import SchemaSnapshot
+from .sql.schema import SchemaSnapshot, TableInfo
 
 PROBE_TTL_SECONDS = 30.0
+_BUILD_LOCK = threading.Lock()
 NO_LLM_HELP = (
     "No LLM is configured, so I can only answer questions the offline engine understands. "
     "To answer anything, point tablechat at a vLLM server: start one with "
@@ -79,7 +94,7 @@ class TableChat:
         self.semantic = semantic
         self._llm = llm
         self._offline = offline
-        self._agent: SQLAgent | None = None
+        self._agent: LLMEngine | None = None
         self._server: ServerInfo | None = None
         self._probed_at = 0.0
         self._lock = threading.Lock()
@@ -124,30 +139,46 @@ class TableChat:
                 self._probed_at = time.monotonic()
             return self._server
 
-    def _llm_agent(self) -> SQLAgent | None:
-        """The LLM agent, or None when no LLM is configured or reachable."""
+    def _llm_agent(self) -> LLMEngine | None:
+        """The LLM engine, or None when no LLM is configured or reachable."""
         if self._agent is not None:
             return self._agent
+        with _BUILD_LOCK:  # concurrent first questions build one client, not one each
+            if self._agent is None:
+                self._agent = self._build_llm_engine()
+            return self._agent
+
+    def _build_llm_engine(self) -> LLMEngine | None:
         model = self._llm
         structured = False
+        counter = TokenCounter()
+        max_len = self.settings.max_model_len
         if model is None:
             info = self.server_info()
-            if info is None or not info.reachable:
+            if info is None or not info.reachable or not self.settings.llm_url:
                 return None
-            name = self.settings.llm_model or info.models[0]
+            name = resolve_model_name(self.settings, info)
             model = build_chat_model(self.settings, model=name)
             structured = self.settings.llm_structured_output and info.is_vllm
-            if info.max_model_len and not self.settings.max_model_len:
-                self.settings.max_model_len = info.max_model_len
-        with self._lock:
-            if self._agent is None:
-                self._agent = SQLAgent(
-                    model,
-                    structured=structured,
-                    model_label=model_name(model),
-                    call_timeout=self.settings.llm_timeout,
-                )
-            return self._agent
+            max_len = max_len or info.max_model_len
+            if info.is_vllm:  # count prompt tokens with the served model's own tokenizer
+                counter = TokenCounter(server_root(self.settings.llm_url) + "/tokenize", name,
+                                       self.settings.llm_api_key,
+                                       timeout=self.settings.llm_connect_timeout)
+        client = LLMClient(model, structured=structured, label=model_name(model),
+                           timeout=self.settings.llm_timeout)
+        return LLMEngine(client, counter=counter, max_model_len=max_len,
+                         max_tokens=self.settings.llm_max_tokens)
+
+    async def _llm_failed(self, exc: LLMUnavailableError) -> None:
+        """A call failed: when the server is gone, answer offline until the next probe."""
+        if self._llm is None and failure_kind(exc) == "connection":
+            with self._lock:
+                self._server = ServerInfo(False, error=str(exc))
+                self._probed_at = time.monotonic()
+                agent, self._agent = self._agent, None
+            if agent is not None:
+                await agent.client.aclose()
 
     @property
     def engine_name(self) -> str:
@@ -213,22 +244,33 @@ class TableChat:
             ctx = await asyncio.to_thread(self.context, question, history, session=session)
             agent = await asyncio.to_thread(self._llm_agent)
             if agent is None:
-                reason = ""
-                info = self.server_info()
-                if info is not None and not info.reachable:
-                    reason = f"The LLM server at {self.settings.llm_url} is unreachable"
-                    yield ev.Status(step="fallback", message=f"{reason}; using the offline engine")
-                async for event in self._offline_engine(reason).run(ctx, usage):
-                    yield event
+                info = self._server if self.settings.llm_url and self._llm is None else None
+                if info is not None and not info.reachable:  # probed in _llm_agent, off-loop
+                    url = self.settings.llm_url
+                    reason = f"the LLM server at {url} is unreachable ({info.error})"
+                    yield ev.Status(step="fallback", message="LLM server unreachable, answered "
+                                    f"offline ({url}: {info.error})")
+                    async for event in self._fallback(ctx, usage, reason):
+                        yield event
+                else:
+                    yield ev.Status(step="engine", message="engine: offline (no LLM configured)")
+                    async for event in self._offline_engine().run(ctx, usage):
+                        yield event
             else:
+                yield ev.Status(step="engine", message=f"engine: llm (model {agent.label})")
+                shown = False  # once data or tokens reached the person, no fallback
                 try:
                     async for event in agent.run(ctx, usage):
+                        shown = shown or not isinstance(event, ev.Status)
                         yield event
                 except LLMUnavailableError as exc:
-                    if self._offline is None:
+                    await self._llm_failed(exc)
+                    if shown or self._offline is None:
                         raise
-                    yield ev.Status(step="fallback", message=f"{exc}; using the offline engine")
-                    async for event in self._offline.run(ctx, usage):
+                    what = "unreachable" if failure_kind(exc) == "connection" else "failed"
+                    yield ev.Status(step="fallback",
+                                    message=f"LLM server {what}, answered offline ({exc})")
+                    async for event in self._fallback(ctx, usage, str(exc)):
                         yield event
         except TableChatError as exc:
             ok = False
@@ -242,6 +284,20 @@ class TableChat:
             yield ev.Error(message=f"internal error: {type(exc).__name__}: {exc}",
                            error_type="InternalError")
         yield ev.Done(ok=ok)
+
+    async def _fallback(
+        self, ctx: QuestionContext, usage: Usage, reason: str
+    ) -> AsyncIterator[ev.Event]:
+        """The offline engine's answer, its text saying why the LLM did not answer."""
+        if self._offline is None:
+            raise LLMUnavailableError(f"{reason[:1].upper()}{reason[1:]}; no offline engine is "
+                                      "installed to answer instead")
+        async for event in self._offline.run(ctx, usage):
+            if isinstance(event, ev.AnswerText):
+                note = f"(Answered by the offline engine: {reason}.)"
+                event = ev.AnswerText(text=f"{event.text}\n\n{note}".strip(),
+                                      engine=event.engine or self._offline.name)
+            yield event
 
     async def aask(
         self, question: str, history: Any = None, *, session: str | None = None
@@ -279,6 +335,35 @@ class TableChat:
         answer.text = f"{len(result.rows)} rows" + (" (truncated)" if result.truncated else "")
         return answer
 
+    # -- sessions: uploads --------------------------------------------------------------------
+    def upload(self, session: str, filename: str, source: bytes | str | Path) -> TableInfo:
+        """Make a CSV, Parquet or JSON file (its bytes or its path) a table only ``session`` sees.
+
+        The table is named after the file (``sales 2024.csv`` → ``sales_2024``); a name taken by
+        the database gets a suffix, and re-uploading a file replaces that session's table.
+        Raises :class:`UploadError` for a file too large (``upload_max_mb``), of another kind,
+        malformed or binary, or when the database takes no uploads (not DuckDB).
+        """
+        from .uploads import read_upload, reserved_words, table_name
+
+        register = getattr(self.database, "register_table", None)
+        if register is None:
+            raise UploadError(
+                f"uploads need a DuckDB database; this one is {self.database.dialect}")
+        if not session:
+            raise UploadError("uploads need a session")
+        frame = read_upload(filename, source, max_mb=self.settings.upload_max_mb)
+        taken = {t.lower() for t in self.database.snapshot().tables}
+        name = table_name(filename, taken, reserved_words())
+        info: TableInfo = register(session, name, frame)
+        return info
+
+    def end_session(self, session: str) -> None:
+        """Forget a session's uploads (a closed browser tab, an API client done)."""
+        drop = getattr(self.database, "drop_session", None)
+        if drop is not None and session:
+            drop(session)
+
     def health(self) -> dict[str, Any]:
         """Database and LLM status, for /healthz, the UI and the CLI."""
         db: dict[str, Any] = {"ok": True, "name": self.database.name,
@@ -287,21 +372,25 @@ class TableChat:
             db["tables"] = len(self.snapshot().tables)
         except TableChatError as exc:
             db = {"ok": False, "error": str(exc)}
+        llm: dict[str, Any]
         if self._llm is not None:
-            llm: dict[str, Any] = {"configured": True, "reachable": True,
-                                   "model": model_name(self._llm)}
+            llm = {"configured": True, "reachable": True, "model": model_name(self._llm)}
         elif not self.settings.llm_url:
-            llm = {"configured": False, "reachable": False, "model": None}
+            llm = {"configured": False, "reachable": False, "model": None,
+                   "message": "no LLM configured: the offline engine answers"}
         else:
             info = self.server_info(refresh=True)
             assert info is not None
-            llm = {"configured": True, "reachable": info.reachable, "url": self.settings.llm_url,
-                   "model": self.settings.llm_model or (info.models[0] if info.models else None),
-                   "error": info.error or None}
+            structured = self._agent.structured if self._agent is not None else None
+            llm = llm_health(self.settings, info, structured=structured)
         engine = "llm" if llm["reachable"] else "offline"
-        return {"database": db, "llm": llm, "engine": engine}
+        return {"ok": bool(db.get("ok")), "database": db, "llm": llm, "engine": engine}
 
     def close(self) -> None:
+        agent, self._agent = self._agent, None
+        if agent is not None and self._llm is None:  # a client we built: close its connections
+            with contextlib.suppress(Exception):  # closing must not fail, nor hang
+                _loop.submit(agent.client.aclose()).result(timeout=5)
         self.database.close()
 
     def __enter__(self) -> TableChat:

@@ -159,6 +159,7 @@ class DuckDBDatabase(Database):
         self._sessions: dict[str, duckdb.DuckDBPyConnection] = {}
         self._session_tables: dict[str, dict[str, TableInfo]] = {}
         self._sessions_lock = threading.Lock()
+        self._session_locks: dict[str, threading.Lock] = {}
 
     # -- cursors ------------------------------------------------------------------------------
     def cursor(self, session: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -193,10 +194,13 @@ class DuckDBDatabase(Database):
         return QueryResult(columns, _plain_rows(rows[:max_rows]), truncated, elapsed)
 
     def _session_lock(self, session: str | None) -> contextlib.AbstractContextManager[Any]:
-        if session is None or session not in self._sessions:
+        """A session's cursor is shared by its requests: one statement at a time on it."""
+        if session is None:
             return contextlib.nullcontext()
-        locks = self.__dict__.setdefault("_session_locks", {})
-        return locks.setdefault(session, threading.Lock())  # type: ignore[no-any-return]
+        with self._sessions_lock:
+            if session not in self._sessions:
+                return contextlib.nullcontext()
+            return self._session_locks.setdefault(session, threading.Lock())
 
     # -- session uploads ----------------------------------------------------------------------
     def register_table(self, session: str, name: str, frame: Any) -> TableInfo:
@@ -206,8 +210,12 @@ class DuckDBDatabase(Database):
             if cur is None:
                 cur = self._con.cursor()
                 self._sessions[session] = cur
-        cur.register(name, frame)
-        info = self._describe_relation(cur, name, session_only=True)
+        with self._session_lock(session):
+            # DuckDB refuses register() while the cursor holds an unfinished result
+            # (a truncated fetchmany leaves one): finish it first
+            cur.execute("SELECT 1").fetchall()
+            cur.register(name, frame)
+            info = self._describe_relation(cur, name, session_only=True)
         with self._sessions_lock:
             self._session_tables.setdefault(session, {})[name] = info
         return info
@@ -222,6 +230,7 @@ class DuckDBDatabase(Database):
         with self._sessions_lock:
             cur = self._sessions.pop(session, None)
             self._session_tables.pop(session, None)
+            self._session_locks.pop(session, None)
         if cur is not None:
             cur.close()
 
@@ -230,8 +239,8 @@ class DuckDBDatabase(Database):
     ) -> TableInfo:
         rel = cur.table(name)
         columns = [Column(n, str(t)) for n, t in zip(rel.columns, rel.types, strict=True)]
-        count = cur.execute(f'SELECT count(*) FROM "{name}"').fetchone()
-        info = TableInfo(name, columns, int(count[0]) if count else None, session_only=session_only)
+        count = cur.execute(f'SELECT count(*) FROM "{name}"').fetchall()
+        info = TableInfo(name, columns, int(count[0][0]), session_only=session_only)
         self._add_samples(cur, info)
         return info
 

@@ -1,0 +1,238 @@
+"""The Gradio UI through gradio_client against a launched server: ask, get the SQL and the
+rows; edit and run SQL; upload; stop, regenerate, clear; sessions that never meet; bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+import tablechat
+from tests.test_web_support import LiveServer, ScriptedChatModel
+
+# output positions of the named endpoints (State outputs are not part of the API)
+ASK = {"chat": 0, "question": 1, "notice": 2, "sql": 3, "table": 4, "info": 5, "csv": 6,
+       "number": 7, "bar": 8, "line": 9, "scatter": 10}
+RUN = {"chat": 0, "notice": 1, "table": 2, "info": 3, "csv": 4, "number": 5, "bar": 6}
+UPLOAD = {"message": 0, "tables": 1, "pick": 2, "summary": 3, "columns": 4}
+
+
+@pytest.fixture(scope="module")
+def server(demo_db: Path) -> Iterator[LiveServer]:
+    tc = tablechat.connect(demo_db, llm=ScriptedChatModel(delay=0.05), upload_max_mb=0.05)
+    live = LiveServer(tc).start()
+    yield live
+    live.stop()
+
+
+def new_client(server: LiveServer) -> Client:
+    return Client(f"{server.url}/", verbose=False, download_files=False)
+
+
+@pytest.fixture()
+def client(server: LiveServer) -> Client:
+    return new_client(server)
+
+
+def text_of(message: dict[str, Any]) -> str:
+    content = message["content"]
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def rows_of(table: dict[str, Any]) -> list[list[Any]]:
+    if table.get("__type__") == "update":  # the table with its visibility
+        table = table.get("value") or {}
+    if not table.get("headers"):  # an empty table
+        return []
+    return [list(r) for r in table["data"]]
+
+
+def test_ask_gets_sql_rows_chart_and_answer(client: Client) -> None:
+    job = client.submit("Revenue by region", api_name="/ask")
+    out = job.result()
+    steps = job.outputs()
+    assert len(steps) > 3, "the answer streams"
+    assert steps[0][ASK["question"]] == "", "the question box is emptied at once"
+    assert out[ASK["sql"]].startswith("SELECT\n  r.name AS region")
+    table = out[ASK["table"]]
+    assert table["visible"] is True and table["value"]["headers"] == ["region", "revenue"]
+    assert [r[0] for r in rows_of(table)] == ["Europe", "North America", "Asia Pacific",
+                                             "Latin America", "Middle East & Africa"]
+    assert out[ASK["info"]] == "5 rows"
+    bar = out[ASK["bar"]]
+    assert bar["visible"] is True and (bar["x"], bar["y"]) == ("region", "revenue")
+    assert out[ASK["line"]]["visible"] is False and out[ASK["number"]]["visible"] is False
+    chat = out[ASK["chat"]]
+    assert text_of(chat[0]) == "Revenue by region"
+    assert chat[1]["metadata"]["title"] == "Steps" and "running the query" in text_of(chat[1])
+    assert "Europe brings the most revenue." in text_of(chat[2])
+    assert "answered by LLM (ScriptedChatModel)" in text_of(chat[2])
+
+
+def test_a_single_number_is_shown_big(client: Client) -> None:
+    out = client.predict("How many customers are there?", api_name="/ask")
+    number = out[ASK["number"]]
+    assert number["visible"] is True and "5,000" in number["value"]
+    assert out[ASK["bar"]]["visible"] is False
+
+
+def test_the_csv_download_holds_the_whole_result(client: Client, server: LiveServer) -> None:
+    out = client.predict("List every customer", api_name="/ask")
+    assert out[ASK["info"]].startswith("Showing rows 1–50 of 1,000")
+    assert "row cap" in out[ASK["info"]], "5,000 customers, capped at max_rows"
+    assert len(rows_of(out[ASK["table"]])) == 50, "the table is paged"
+    csv_url = out[ASK["csv"]]["value"]
+    path = csv_url["path"] if isinstance(csv_url, dict) else csv_url
+    r = httpx.get(f"{server.url}/gradio_api/file={path}")
+    assert r.status_code == 200
+    lines = r.text.splitlines()
+    assert lines[0] == "id,name,country" and len(lines) == 1001
+
+
+def test_edited_sql_runs_through_the_guard(client: Client) -> None:
+    client.predict("Revenue by region", api_name="/ask")
+    out = client.predict("SELECT name FROM regions WHERE name LIKE '%America%' ORDER BY 1",
+                         api_name="/run_sql")
+    assert rows_of(out[RUN["table"]]) == [["Latin America"], ["North America"]]
+    assert out[RUN["notice"]] == ""
+    assert "Ran the edited SQL" in text_of(out[RUN["chat"]][-2])
+    assert "returned 2 rows" in text_of(out[RUN["chat"]][-1])
+
+
+@pytest.mark.parametrize(("sql", "message"), [
+    ("DROP TABLE customers", "not DROP"),
+    ("DELETE FROM orders", "not DELETE"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
+    ("SELECT 1; SELECT 2", "one statement"),
+    ("ATTACH '/tmp/x.db' AS x", "ATTACH"),
+    ("COPY customers TO '/tmp/out.csv'", "COPY"),
+    ("SELECT nope FROM customers", "nope"),
+    ("SELEC name FROM", ""),
+    ("", "Type a SQL query first"),
+])
+def test_hostile_sql_in_the_sql_box_is_refused(client: Client, demo_db: Path, sql: str,
+                                               message: str) -> None:
+    before = hashlib.sha256(demo_db.read_bytes()).hexdigest()
+    out = client.predict(sql, api_name="/run_sql")
+    notice = out[RUN["notice"]]
+    assert notice.startswith("⚠️") and message.lower() in notice.lower(), notice
+    assert hashlib.sha256(demo_db.read_bytes()).hexdigest() == before
+    assert not Path("/tmp/out.csv").exists() and not Path("/tmp/x.db").exists()
+    ok = client.predict("SELECT count(*) AS n FROM regions", api_name="/run_sql")
+    assert rows_of(ok[RUN["table"]]) == [[5]], "the server keeps serving"
+
+
+@pytest.mark.parametrize(("question", "message"), [("", "empty"), ("x" * 100_000, "too long")])
+def test_bad_questions_get_a_clear_notice(client: Client, question: str, message: str) -> None:
+    out = client.predict(question, api_name="/ask")
+    assert message in out[ASK["notice"]]
+    assert out[ASK["chat"]] == {"__type__": "update"}, "the chat is left as it was"
+    assert rows_of(client.predict("Which regions?", api_name="/ask")[ASK["table"]])
+
+
+def test_upload_then_ask_about_it(client: Client, tmp_path: Path) -> None:
+    path = tmp_path / "pets.csv"
+    path.write_text("name,species,age\nrex,dog,3\nfido,dog,5\ntom,cat,4\n")
+    out = client.predict(handle_file(str(path)), api_name="/upload")
+    assert out[UPLOAD["message"]].startswith("✔ Uploaded **pets**: 3 columns, 3 rows")
+    assert "pets" in [r[0] for r in rows_of(out[UPLOAD["tables"]])]
+    assert [r[0] for r in rows_of(out[UPLOAD["columns"]])] == ["name", "species", "age"]
+    answer = client.predict("Average age of pets", api_name="/ask")
+    assert rows_of(answer[ASK["table"]]) == [[4.0]]
+    summary = client.predict("pets", api_name="/schema")
+    assert "uploaded by you" in summary[0]
+
+
+@pytest.mark.parametrize(("content", "name", "message"), [
+    (bytes(range(256)) * 8, "binary.csv", "binary data"),
+    (b"n\n" + b"1234567890\n" * 10_000, "big.csv", "upload limit is 0.05 MB"),
+    (b'{"broken": ', "broken.json", "cannot read broken.json"),
+])
+def test_bad_uploads_get_a_clear_message(client: Client, tmp_path: Path, content: bytes,
+                                         name: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    out = client.predict(handle_file(str(path)), api_name="/upload")
+    assert out[UPLOAD["message"]].startswith("⚠️") and message in out[UPLOAD["message"]]
+    assert rows_of(client.predict("Which regions?", api_name="/ask")[ASK["table"]])
+
+
+def test_regenerate_and_clear(client: Client) -> None:
+    first = client.predict("Revenue by region", api_name="/ask")
+    again = client.predict(api_name="/regenerate")
+    assert len(again[ASK["chat"]]) == len(first[ASK["chat"]]), "the answer was replaced"
+    assert again[ASK["sql"]] == first[ASK["sql"]]
+    cleared = client.predict(api_name="/clear")
+    assert cleared[ASK["chat"]] == [] and cleared[ASK["sql"]] == ""
+    assert "Nothing to regenerate" in client.predict(api_name="/regenerate")[ASK["notice"]]
+
+
+def test_stop_ends_a_running_answer(client: Client) -> None:
+    job = client.submit("Something slow", api_name="/ask")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not job.outputs():
+        time.sleep(0.05)  # wait for the first update: the question is running
+    assert job.outputs(), "the question started"
+    chat = client.predict(api_name="/stop")
+    assert "(stopped)" in text_of(chat[-1])
+    after = client.predict("Which regions?", api_name="/ask")
+    assert [r[0] for r in rows_of(after[ASK["table"]])][:1] == ["Europe"]
+    assert "(stopped)" in text_of(after[ASK["chat"]][2]), "the stopped turn stays visible"
+
+
+def test_two_sessions_never_see_each_other(server: LiveServer, tmp_path: Path) -> None:
+    alice, bob = new_client(server), new_client(server)
+    path = tmp_path / "pets.csv"
+    path.write_text("name,age\nrex,3\nfido,5\n")
+    results: dict[str, Any] = {}
+
+    def run_alice() -> None:
+        alice.predict(handle_file(str(path)), api_name="/upload")
+        alice.predict("Revenue by region", api_name="/ask")
+        results["alice_follow"] = alice.predict("Only Europe", api_name="/ask")
+        results["alice_pets"] = alice.predict("How many rows are in pets?", api_name="/ask")
+
+    def run_bob() -> None:
+        bob.predict("Which regions?", api_name="/ask")
+        results["bob_follow"] = bob.predict("Only Europe", api_name="/ask")
+        results["bob_pets"] = bob.predict("How many rows are in pets?", api_name="/ask")
+
+    threads = [threading.Thread(target=run_alice), threading.Thread(target=run_bob)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert rows_of(results["alice_follow"][ASK["table"]])[0][0] == "Europe"
+    assert len(rows_of(results["alice_follow"][ASK["table"]])) == 1
+    assert rows_of(results["alice_pets"][ASK["table"]]) == [[2]]
+    # bob's follow-up has only his own history: no region revenue SQL to narrow
+    assert "WHERE r.name = 'Europe'" not in results["bob_follow"][ASK["sql"]]
+    bob_chat = " ".join(text_of(m) for m in results["bob_pets"][ASK["chat"]])
+    assert "Revenue by region" not in bob_chat and "pets" in bob_chat
+    assert rows_of(results["bob_pets"][ASK["table"]]) == []
+    assert results["bob_pets"][ASK["info"]] == "This answer has no table."
+    assert "⚠️" in text_of(results["bob_pets"][ASK["chat"]][-1]), "no access to alice's upload"
+    assert "uploaded by you" in alice.predict("pets", api_name="/schema")[0]
+    with pytest.raises(AppError, match="not in the list of choices"):
+        bob.predict("pets", api_name="/schema")  # bob's table list has no pets
+
+
+def test_the_first_example_is_answered_offline(demo_db: Path) -> None:
+    live = LiveServer(tablechat.connect(demo_db)).start()  # no LLM at all
+    try:
+        client = new_client(live)
+        out = client.predict("How many customers are there?", api_name="/ask")
+        assert rows_of(out[ASK["table"]]) == [[5000]]
+        assert "answered by the offline engine" in text_of(out[ASK["chat"]][-1])
+    finally:
+        live.stop()

@@ -241,8 +241,15 @@ class TableChat:
         ok = True
         try:
             yield ev.Status(step="schema", message="reading schema")
-            ctx = await asyncio.to_thread(self.context, question, history, session=session)
-            agent = await asyncio.to_thread(self._llm_agent)
+            # thread hops only for work that may block (first schema read, probing the server)
+            if self.database.snapshot_cached:
+                ctx = self.context(question, history, session=session)
+            else:
+                ctx = await asyncio.to_thread(self.context, question, history, session=session)
+            if self._agent is not None or (self._llm is None and not self.settings.llm_url):
+                agent = self._agent
+            else:
+                agent = await asyncio.to_thread(self._llm_agent)
             if agent is None:
                 info = self._server if self.settings.llm_url and self._llm is None else None
                 if info is not None and not info.reachable:  # probed in _llm_agent, off-loop

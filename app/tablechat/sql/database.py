@@ -91,6 +91,11 @@ class Database(ABC):
     @abstractmethod
     def _build_snapshot(self) -> SchemaSnapshot: ...
 
+    @property
+    def snapshot_cached(self) -> bool:
+        """Whether ``snapshot()`` would answer from its cache (no database work)."""
+        return self._snapshot is not None
+
     def snapshot(self, *, refresh: bool = False) -> SchemaSnapshot:
         """The schema, built once and cached."""
         with self._snapshot_lock:

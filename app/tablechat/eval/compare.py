@@ -11,8 +11,6 @@ NaN; strings compare exactly (no trimming, no case folding); dates and other val
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import functools
 import math
 from collections.abc import Sequence
@@ -22,6 +20,8 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
+
+from ..sql.database import plain_value
 
 REL_TOL = 1e-6
 ABS_TOL = 1e-9
@@ -44,16 +44,10 @@ class Comparison:
 
 
 def normalize_value(value: Any) -> Any:
-    """One value as the comparison sees it: Decimal → float, bytes → hex, lists → tuples."""
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, dt.timedelta):
-        return str(value)
+    """One value as the comparison sees it: the database layer's plain value, lists → tuples."""
     if isinstance(value, list | tuple):
         return tuple(normalize_value(v) for v in value)
-    return value
+    return plain_value(value)
 
 
 def _is_number(value: Any) -> bool:

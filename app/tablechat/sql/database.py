@@ -52,7 +52,7 @@ class QueryResult:
     elapsed_ms: float
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """Values safe for JSON and pandas: Decimal → float, keep dates, bytes → hex."""
     if isinstance(value, decimal.Decimal):
         return float(value)
@@ -64,7 +64,7 @@ def _plain(value: Any) -> Any:
 
 
 def _plain_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
-    return [tuple(_plain(v) for v in row) for row in rows]
+    return [tuple(plain_value(v) for v in row) for row in rows]
 
 
 def is_url(database: str) -> bool:

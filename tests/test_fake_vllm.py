@@ -13,6 +13,7 @@ import pytest
 from langchain_core.messages import AIMessageChunk
 from langchain_openai import ChatOpenAI
 from langchain_openai._compat import httpx as sdk_httpx
+
 from tests.support.fake_vllm import reply_pieces
 from tests.support.fake_vllm_client import FakeVLLM, FakeVLLMError
 

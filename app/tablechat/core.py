@@ -99,12 +99,14 @@ class TableChat:
         self._probed_at = 0.0
         self._lock = threading.Lock()
         self._guards: dict[int, SQLGuard] = {}
+        self._described: SchemaSnapshot | None = None
 
     # -- schema and guard ---------------------------------------------------------------------
     def snapshot(self, session: str | None = None) -> SchemaSnapshot:
         base = self.database.snapshot()
-        if self.semantic is not None:
-            self.semantic.apply(base)
+        if self.semantic is not None and base is not self._described:
+            self.semantic.apply(base)  # once per snapshot, before any prompt is rendered
+            self._described = base
         extra = self.database.session_tables(session)
         return base.with_tables(extra) if extra else base
 

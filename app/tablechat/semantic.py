@@ -76,6 +76,7 @@ class SemanticLayer:
                 cdesc = self.column_descriptions.get((table.name, col.name))
                 if cdesc and not col.description:
                     col.description = cdesc
+        snapshot._prompts.clear()  # rendered before the descriptions arrived: render again
         return snapshot
 
     def to_prompt(self) -> str:

@@ -206,9 +206,8 @@ class SQLGuard:
         if not text:
             raise InvalidSQLError("empty SQL statement", sql=sql)
         tree, repaired = self._parse(text)
-        self._check_policy(tree, text)
+        tables = self._check_policy(tree, text)
         limited = self._apply_limit(tree, cap)
-        tables = frozenset(t.name for t in tree.find_all(exp.Table) if t.name)
         # generate what runs first: column validation then rewrites the tree in place
         out = tree.sql(dialect=self.dialect, copy=False)
         out, notes = self._validate(tree, out, text)
@@ -237,7 +236,8 @@ class SQLGuard:
         message = str(first_error).splitlines()[0]
         raise InvalidSQLError(f"cannot parse SQL: {message}", sql=text, line=line, col=col)
 
-    def _check_policy(self, tree: exp.Expr, text: str) -> None:
+    def _check_policy(self, tree: exp.Expr, text: str) -> frozenset[str]:
+        """Layers 2-4 in one walk of the tree; returns the names of the tables read."""
         if isinstance(tree, exp.Block):
             raise UnsafeSQLError("exactly one statement is allowed", sql=text)
         if not isinstance(tree, exp.Query):
@@ -245,16 +245,23 @@ class SQLGuard:
                 f"only read-only queries (SELECT) are allowed, not {type(tree).__name__.upper()}",
                 sql=text,
             )
-        cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+        tables: list[exp.Table] = []
+        cte_names: set[str] = set()
         for node in tree.walk():
             if isinstance(node, FORBIDDEN_NODES):
                 raise UnsafeSQLError(
                     f"{type(node).__name__.upper()} is not allowed inside a query", sql=text
                 )
-            if isinstance(node, exp.Func) and _func_name(node) in DENIED_FUNCTIONS:
-                raise UnsafeSQLError(f"function {_func_name(node)}() is not allowed", sql=text)
-            if isinstance(node, exp.Table):
-                self._check_table(node, cte_names, text)
+            if isinstance(node, exp.Func):
+                if _func_name(node) in DENIED_FUNCTIONS:
+                    raise UnsafeSQLError(f"function {_func_name(node)}() is not allowed", sql=text)
+            elif isinstance(node, exp.Table):
+                tables.append(node)
+            elif isinstance(node, exp.CTE):
+                cte_names.add(node.alias_or_name.lower())
+        for table in tables:
+            self._check_table(table, cte_names, text)
+        return frozenset(t.name for t in tables if t.name)
 
     def _check_table(self, table: exp.Table, cte_names: set[str], text: str) -> None:
         target = table.this

@@ -84,6 +84,10 @@ class SchemaSnapshot:
     dialect: str
     tables: dict[str, TableInfo]
     name: str = ""
+    # rendered prompts, keyed by (tables, samples): a snapshot's text is built once
+    _prompts: dict[tuple[tuple[str, ...] | None, bool], str] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def table(self, name: str) -> TableInfo | None:
         lower = name.lower()
@@ -101,8 +105,13 @@ class SchemaSnapshot:
 
     def to_prompt(self, tables: list[str] | None = None, *, samples: bool = True) -> str:
         """Schema as compact DDL with descriptions, keys and sample values, for an LLM."""
-        chosen = [self.tables[n] for n in (tables or list(self.tables)) if n in self.tables]
-        return "\n\n".join(render_table(t, samples=samples) for t in chosen)
+        key = (tuple(tables) if tables else None, samples)
+        text = self._prompts.get(key)
+        if text is None:
+            chosen = [self.tables[n] for n in (tables or list(self.tables)) if n in self.tables]
+            text = "\n\n".join(render_table(t, samples=samples) for t in chosen)
+            self._prompts[key] = text
+        return text
 
 
 def render_table(table: TableInfo, *, samples: bool = True) -> str:

@@ -3,7 +3,6 @@ previous question (re-read from the history) or to the previous SQL."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 
 import tablechat
 from tablechat.core import TableChat
+from tests.support.results import got, rows
 
 REVENUE = "SUM(oi.quantity * oi.unit_price * (1 - oi.discount))"
 BY_REGION = (f"SELECT r.name, {REVENUE} FROM order_items oi JOIN orders o ON o.id = oi.order_id"
@@ -27,15 +27,6 @@ def tc(demo_db: Path) -> Iterator[TableChat]:
     chat.close()
 
 
-def rows(tc: TableChat, sql: str) -> Counter[tuple[Any, ...]]:
-    result = tc.database.execute(sql, max_rows=10000).rows
-    return Counter(tuple(round(v, 4) if isinstance(v, float) else v for v in r) for r in result)
-
-
-def got(answer: tablechat.Answer) -> Counter[tuple[Any, ...]]:
-    assert answer.error is None, answer.error
-    return Counter(tuple(round(v, 4) if isinstance(v, float) else v for v in r)
-                   for r in answer.rows)
 
 
 def turn(tc: TableChat, question: str) -> list[dict[str, Any]]:

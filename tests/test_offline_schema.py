@@ -7,7 +7,6 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pandas as pd
@@ -16,6 +15,7 @@ import pytest
 import tablechat
 from tablechat.core import TableChat
 from tablechat.offline import OfflineEngine
+from tests.support.results import got, rows
 
 
 def build_library(path: Path) -> None:
@@ -59,16 +59,6 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TableChat]:
     chat.close()
 
 
-def rows(tc: TableChat, sql: str) -> Counter[tuple[Any, ...]]:
-    result = tc.database.execute(sql, max_rows=10000).rows
-    return Counter(tuple(round(v, 4) if isinstance(v, float) else v for v in r) for r in result)
-
-
-def got(answer: tablechat.Answer) -> Counter[tuple[Any, ...]]:
-    assert answer.error is None, answer.error
-    assert answer.sql is not None, answer.text
-    return Counter(tuple(round(v, 4) if isinstance(v, float) else v for v in r)
-                   for r in answer.rows)
 
 
 @pytest.mark.parametrize(("question", "sql"), [

@@ -103,7 +103,7 @@ def _show(row: Sequence[Any], width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _match_all(gold: list[tuple[Any, ...]], pred: list[tuple[Any, ...]]) -> bool:
+def match_all(gold: list[tuple[Any, ...]], pred: list[tuple[Any, ...]]) -> bool:
     """Greedy matching of every gold row to a distinct equal predicted row (near-ties)."""
     left = list(pred)
     for row in gold:
@@ -149,7 +149,7 @@ def compare_results(
     )
     if first_diff is None:
         return Comparison(True)
-    if len(g) <= MATCHING_LIMIT and _match_all(g, p):
+    if len(g) <= MATCHING_LIMIT and match_all(g, p):
         return Comparison(True)
     a, b = gs[first_diff], ps[first_diff]
     return Comparison(False, f"rows differ: gold has {_show(a)}, predicted has {_show(b)}")

@@ -25,6 +25,7 @@ from .compare import (
     _parse,
     _unwrap,
     compare_results,
+    match_all,
     rows_equal,
 )
 
@@ -95,17 +96,7 @@ def order_key_query(sql: str, dialect: str = "duckdb") -> KeyedQuery | None:
 
 def _contains_all(pool: list[tuple[Any, ...]], rows: list[tuple[Any, ...]]) -> bool:
     """Every row of ``rows`` matches a distinct row of ``pool`` (a sub-multiset)."""
-    if len(pool) > MATCHING_LIMIT:
-        return False
-    left = list(pool)
-    for row in rows:
-        for i, candidate in enumerate(left):
-            if rows_equal(row, candidate):
-                left.pop(i)
-                break
-        else:
-            return False
-    return True
+    return len(pool) <= MATCHING_LIMIT and match_all(rows, pool)
 
 
 def compare_with_ties(

@@ -48,6 +48,7 @@ Control API (loopback clients only; never logged):
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import json
 import os
@@ -104,6 +105,13 @@ _REPLY_TOKEN = re.compile(r"\s*(?:\w+|[^\w\s])|\s+\Z")
 
 def prompt_pieces(text: str) -> list[str]:
     return _PROMPT_TOKEN.findall(text)
+
+
+@functools.lru_cache(maxsize=256)
+def prompt_token_count(text: str) -> int:
+    """Tokens in a prompt; cached, since clients resend the same long prompts (as vLLM's
+    prefix cache makes them cheap): the double's own CPU must not pace a load test."""
+    return len(prompt_pieces(text))
 
 
 def reply_pieces(text: str) -> list[str]:
@@ -334,9 +342,12 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             return True
 
-    def _wait(self, seconds: float | None, release: threading.Event) -> bool:
-        """Sleep (None: forever); False as soon as the client leaves or a reset releases."""
-        deadline = None if seconds is None else time.monotonic() + seconds
+    def _wait(self, seconds: float | None, release: threading.Event, *,
+              until: float | None = None) -> bool:
+        """Sleep ``seconds`` (None: forever), or until the monotonic time ``until``; False as
+        soon as the client leaves or a reset releases."""
+        deadline = until if until is not None else (
+            None if seconds is None else time.monotonic() + seconds)
         while True:
             if release.is_set() or self.server.state.stopping.is_set() or self._client_gone():
                 return False
@@ -354,6 +365,9 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def _dispatch(self) -> None:
+        # scripted delays count from here, as on a server whose own request handling is
+        # negligible next to the model's work (vLLM tokenizes in Rust, off the API process)
+        self._arrived = time.monotonic()
         path, _, query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -563,7 +577,7 @@ class Handler(BaseHTTPRequestHandler):
                 "Unrecognized request argument supplied: structured_outputs",
                 err_type="invalid_request_error",
             )
-        n_prompt = len(prompt_pieces(render_chat(messages)))
+        n_prompt = prompt_token_count(render_chat(messages))
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         if n_prompt >= cfg.max_model_len:
             return self._bad_request(
@@ -606,7 +620,9 @@ class Handler(BaseHTTPRequestHandler):
     ) -> int | None:
         state = self.server.state
         fault = reply.get("fault")
-        if reply.get("delay") and not self._wait(float(reply["delay"]), release):
+        if reply.get("delay") and not self._wait(
+            None, release, until=self._arrived + float(reply["delay"])
+        ):
             state.update(entry, client_disconnected=not release.is_set())
             self.close_connection = True
             return None
@@ -668,7 +684,8 @@ class Handler(BaseHTTPRequestHandler):
     ) -> bool | None:
         state, fault = self.server.state, reply.get("fault")
         generation = float(reply.get("token_delay") or 0) * len(pieces)
-        if generation and not self._wait(generation, release):
+        done_at = self._arrived + float(reply.get("delay") or 0) + generation
+        if generation and not self._wait(None, release, until=done_at):
             state.update(entry, client_disconnected=not release.is_set())
             self.close_connection = True
             return None
@@ -780,7 +797,10 @@ class Handler(BaseHTTPRequestHandler):
         for i, piece in enumerate(pieces):
             if fault in ("drop", "malformed_sse", "stall") and i == fault_at:
                 return self._stream_fault(fault, meta, entry, release)
-            if i and token_delay and not self._wait(token_delay, release):
+            # tokens on a fixed cadence from the first one, as vLLM's engine steps emit them:
+            # the time this process takes to write a token does not add to the next one's delay
+            if i and token_delay and not self._wait(None, release,
+                                                     until=started + i * token_delay):
                 state.update(entry, client_disconnected=not release.is_set())
                 self._drop()
                 return False
@@ -795,6 +815,7 @@ class Handler(BaseHTTPRequestHandler):
                 i + 1,
             )
             if i == 0:
+                started = time.monotonic()
                 state.update(entry, first_token_sent_at=time.time())
         if fault in ("drop", "malformed_sse", "stall"):
             return self._stream_fault(fault, meta, entry, release)

@@ -794,6 +794,7 @@ class Handler(BaseHTTPRequestHandler):
             0,
             first=True,
         )
+        started = time.monotonic()  # set again when the first token goes out
         for i, piece in enumerate(pieces):
             if fault in ("drop", "malformed_sse", "stall") and i == fault_at:
                 return self._stream_fault(fault, meta, entry, release)

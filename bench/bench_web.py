@@ -138,7 +138,19 @@ async def _ask(conn: _Conn, latencies: list[float], errors: list[str]) -> None:
     latencies.append(time.perf_counter() - start)
 
 
-async def _measure(port: int) -> dict[str, Any]:
+def _cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU of a process so far (Linux /proc; NaN elsewhere)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(port: int, server_pid: int) -> dict[str, Any]:
     conns = [_Conn("127.0.0.1", port) for _ in range(CLIENTS)]
     try:
         for _ in range(3):  # the first questions build caches
@@ -148,6 +160,7 @@ async def _measure(port: int) -> dict[str, Any]:
         for _ in range(SOLO):
             await _ask(conns[0], solo, errors)
         trials = []
+        server_cpu = client_cpu = 0.0
         for _ in range(TRIALS):  # the machine is shared: keep the least disturbed trial
             loaded: list[float] = []
 
@@ -155,15 +168,20 @@ async def _measure(port: int) -> dict[str, Any]:
                 for _ in range(ROUNDS):
                     await _ask(conn, out, errors)
 
+            cpu0, own0 = _cpu_seconds(server_pid), _cpu_seconds()
             start = time.perf_counter()
             await asyncio.gather(*(worker(c, loaded) for c in conns))
             trials.append((time.perf_counter() - start, loaded))
+            server_cpu += _cpu_seconds(server_pid) - cpu0
+            client_cpu += _cpu_seconds() - own0
     finally:
         for c in conns:
             await c.close()
     elapsed, loaded = min(trials, key=lambda t: t[0] / max(len(t[1]), 1))
+    asked = max(sum(len(t[1]) for t in trials), 1)
     return {"solo": solo, "loaded": loaded, "errors": errors, "elapsed": elapsed,
-            "trials": [len(t[1]) / t[0] for t in trials]}
+            "trials": [len(t[1]) / t[0] for t in trials],
+            "server_cpu": server_cpu / asked, "client_cpu": client_cpu / asked}
 
 
 def run() -> list[Row]:
@@ -177,7 +195,7 @@ def run() -> list[Row]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(url, proc)
-        data = asyncio.run(_measure(port))
+        data = asyncio.run(_measure(port, proc.pid))
     finally:
         proc.terminate()
         try:
@@ -194,7 +212,9 @@ def run() -> list[Row]:
         print(f"bench_web errors (first 3): {data['errors'][:3]}", file=sys.stderr)
     trials = ", ".join(f"{t:.1f}" for t in data["trials"])
     print(f"bench_web: single-question latency {single * 1000:.0f} ms, ideal {ideal:.1f} q/s; "
-          f"{CLIENTS} clients x {ROUNDS} questions, trials {trials} q/s", file=sys.stderr)
+          f"{CLIENTS} clients x {ROUNDS} questions, trials {trials} q/s; CPU per question: "
+          f"server {data['server_cpu'] * 1000:.1f} ms, load generator "
+          f"{data['client_cpu'] * 1000:.1f} ms", file=sys.stderr)
     return [
         Row(f"web /api/ask: throughput, {CLIENTS} clients (share of ideal)", share, "%",
             goal=">= 90%", ok=share >= 90),
@@ -202,6 +222,9 @@ def run() -> list[Row]:
             alternative=f"ideal: {CLIENTS} / single-question latency"),
         Row(f"web /api/ask: p95 latency, {CLIENTS} clients", p95, "ms",
             theirs=single * 1000, alternative="one question alone (p50)"),
+        Row(f"web /api/ask: server CPU per question, {CLIENTS} clients",
+            data["server_cpu"] * 1000, "ms", theirs=data["client_cpu"] * 1000,
+            alternative="the load generator's CPU per question"),
         Row(f"web /api/ask: errors, {CLIENTS} clients", float(n_errors), "",
             goal="0", ok=n_errors == 0),
     ]

@@ -212,6 +212,93 @@ def test_validation_runs_on_a_copy_and_the_original_shape_is_executed(guard: SQL
     )
 
 
+# The column check's fast path (names resolve against the tables read) and qualify, which decides
+# whatever the fast path cannot show.
+RESOLVING = [
+    "SELECT c.name, sum(o.total) AS spent FROM customers c JOIN orders o ON o.customer_id = c.id "
+    "GROUP BY c.name ORDER BY spent DESC",
+    "WITH big AS (SELECT customer_id, total FROM orders WHERE total > 10) "
+    "SELECT b.customer_id, count(*) FROM big b GROUP BY b.customer_id",
+    "SELECT s.n FROM (SELECT count(*) AS n FROM orders) s",
+    "SELECT customers.* FROM customers",
+    "SELECT city, count(*) AS n FROM customers GROUP BY city HAVING n > 1",
+    "WITH t(a, b) AS (SELECT id, city FROM customers) SELECT a, b FROM t",
+]
+NOT_RESOLVING = [
+    ("SELECT c.order_date FROM customers c JOIN orders o ON o.customer_id = c.id", "order_date"),
+    ("SELECT x.name FROM customers c", "x"),
+    ("SELECT revenue FROM orders", "revenue"),
+    ("SELECT customers.total FROM customers", "total"),
+]
+
+
+def _qualify_calls(guard: SQLGuard, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    original = guard._qualify
+
+    def counting(tree: exp.Expr) -> exp.Expr:
+        calls.append(tree.sql())
+        return original(tree)
+
+    monkeypatch.setattr(guard, "_qualify", counting)
+    return calls
+
+
+@pytest.mark.parametrize("sql", RESOLVING)
+def test_resolving_columns_pass_without_qualify(
+    guard: SQLGuard, monkeypatch: pytest.MonkeyPatch, sql: str
+) -> None:
+    calls = _qualify_calls(guard, monkeypatch)
+    assert guard.check(sql).sql
+    assert calls == []
+
+
+@pytest.mark.parametrize("sql", RESOLVING)
+def test_fast_path_accepts_only_what_qualify_accepts(guard: SQLGuard, sql: str) -> None:
+    tree = guard._dialect.parse(sql)[0]
+    guard._qualify(tree)  # raises if qualify disagreed
+
+
+@pytest.mark.parametrize(("sql", "name"), NOT_RESOLVING)
+def test_columns_that_do_not_resolve_are_left_to_qualify(
+    guard: SQLGuard, monkeypatch: pytest.MonkeyPatch, sql: str, name: str
+) -> None:
+    calls = _qualify_calls(guard, monkeypatch)
+    with pytest.raises(InvalidSQLError, match=name):
+        guard.check(sql)
+    assert calls, "qualify words the error"
+
+
+def test_constructs_the_fast_path_cannot_follow_still_pass(
+    guard: SQLGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _qualify_calls(guard, monkeypatch)
+    # a struct field (t.s.a) and a fully qualified column: qualify decides, and lets them pass
+    assert guard.check("SELECT t.s.a FROM (SELECT {'a': 1} AS s) t").sql
+    assert guard.check("SELECT main.customers.name FROM main.customers").sql
+    assert len(calls) == 2
+
+
+def test_demo_gold_queries_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import tablechat
+    from tablechat._resources import resource_path
+
+    tc = tablechat.connect()
+    try:
+        guard = tc.guard()
+        calls = _qualify_calls(guard, monkeypatch)
+        lines = resource_path("data/questions/demo.jsonl").read_text().splitlines()
+        gold = [json.loads(line)["gold_sql"] for line in lines if line.strip()]
+        for sql in gold:
+            guard.check(sql)
+    finally:
+        tc.close()
+    # a cheap check for the common case; qualify stays the referee for the rest
+    assert len(calls) <= len(gold) // 10, calls
+
+
 # --- layer 4: function denylist -----------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(DENIED_FUNCTIONS))
 def test_every_denied_function_is_refused_in_select_and_from(guard: SQLGuard, name: str) -> None:

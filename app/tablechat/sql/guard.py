@@ -1,9 +1,10 @@
 """The SQL guard: sqlglot policy applied before anything reaches the database.
 
 Layers (DESIGN.md): one statement; only queries; no write/command node anywhere; tables must
-exist; columns checked with ``qualify``; file/network readers denied; row cap; transpile to the
-target dialect, repairing common SQLite/MySQL habits of LLMs. The database sandbox enforces the
-same rules again (``sql/database.py``).
+exist; columns must resolve (a fast name check, ``qualify`` for whatever it cannot show);
+file/network readers denied; row cap; transpile to the target dialect, repairing common
+SQLite/MySQL habits of LLMs. The database sandbox enforces the same rules again
+(``sql/database.py``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
-import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import OptimizeError, ParseError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
@@ -145,6 +147,32 @@ DENIED_FUNCTIONS = frozenset(
         "scan_arrow_ipc",
     }
 )
+# What the policy walk does with a node, decided once per node class (a dict lookup per node
+# instead of a chain of isinstance checks against ~40 classes).
+_OTHER, _FORBIDDEN, _FUNC, _TABLE, _CTE, _COLUMN, _ALIAS, _TABLE_ALIAS = range(8)
+_KINDS: dict[type, int] = {}
+
+
+def _kind(cls: type) -> int:
+    kind = _KINDS.get(cls)
+    if kind is None:
+        kind = _OTHER
+        for base, value in (
+            (FORBIDDEN_NODES, _FORBIDDEN),
+            (exp.Func, _FUNC),
+            (exp.Table, _TABLE),
+            (exp.CTE, _CTE),
+            (exp.Column, _COLUMN),
+            (exp.Alias, _ALIAS),
+            (exp.TableAlias, _TABLE_ALIAS),
+        ):
+            if issubclass(cls, base):
+                kind = value
+                break
+        _KINDS[cls] = kind
+    return kind
+
+
 # Table-valued functions allowed in FROM (anything else there is refused).
 ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 # Dialects LLMs slip into, tried in order when the target dialect cannot parse a statement.
@@ -161,6 +189,17 @@ class CheckedSQL:
     limit: int | None  # the effective row cap
     repaired: bool = False  # parsed only after dialect repair
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(slots=True)
+class _Refs:
+    """What one walk of a statement found: the names it reads and the names it defines."""
+
+    tables: list[exp.Table] = field(default_factory=list)
+    ctes: set[str] = field(default_factory=set)
+    columns: list[exp.Column] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)  # select aliases, CTE/derived column lists
+    aliases: set[str] = field(default_factory=set)  # table aliases (CTEs, subqueries, tables)
 
 
 def _func_name(node: exp.Func) -> str:
@@ -194,6 +233,11 @@ class SQLGuard:
         self.max_rows = max_rows
         self.schema = {t: dict(cols) for t, cols in schema.items()}
         self._tables = {t.lower(): t for t in self.schema}
+        self._columns = {t.lower(): frozenset(c.lower() for c in cols)
+                         for t, cols in self.schema.items()}
+        # dialect objects built once: sqlglot looks a dialect name up on every call otherwise
+        self._dialect = Dialect.get_or_raise(dialect)
+        self._repair = tuple(Dialect.get_or_raise(d) for d in REPAIR_DIALECTS if d != dialect)
         # built once: qualify() would otherwise copy and normalize the schema on every call
         self._mapping = MappingSchema(dict(self.schema), dialect=dialect)
         self._qualifiers = {q.lower() for q in allowed_qualifiers}
@@ -206,21 +250,22 @@ class SQLGuard:
         if not text:
             raise InvalidSQLError("empty SQL statement", sql=sql)
         tree, repaired = self._parse(text)
-        tables = self._check_policy(tree, text)
+        refs = self._check_policy(tree, text)
+        tables = frozenset(t.name for t in refs.tables if t.name)
         limited = self._apply_limit(tree, cap)
-        # generate what runs first: column validation then rewrites the tree in place
-        out = tree.sql(dialect=self.dialect, copy=False)
+        # generate what runs first: a column check by qualify rewrites the tree in place
+        out = self._dialect.generate(tree, copy=False)
+        if self._columns_resolve(refs):
+            return CheckedSQL(out, text, tables, limited, repaired)
         out, notes = self._validate(tree, out, text)
         return CheckedSQL(out, text, tables, limited, repaired, tuple(notes))
 
     # -- layers -------------------------------------------------------------------------------
     def _parse(self, text: str) -> tuple[exp.Expr, bool]:
         first_error: ParseError | None = None
-        for i, dialect in enumerate((self.dialect, *REPAIR_DIALECTS)):
-            if i and dialect == self.dialect:
-                continue
+        for i, dialect in enumerate((self._dialect, *self._repair)):
             try:
-                statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]
+                statements = [s for s in dialect.parse(text) if s is not None]
             except ParseError as exc:
                 first_error = first_error or exc
                 continue
@@ -236,8 +281,8 @@ class SQLGuard:
         message = str(first_error).splitlines()[0]
         raise InvalidSQLError(f"cannot parse SQL: {message}", sql=text, line=line, col=col)
 
-    def _check_policy(self, tree: exp.Expr, text: str) -> frozenset[str]:
-        """Layers 2-4 in one walk of the tree; returns the names of the tables read."""
+    def _check_policy(self, tree: exp.Expr, text: str) -> _Refs:
+        """Layers 2-4 in one walk of the tree; returns the names it reads and defines."""
         if isinstance(tree, exp.Block):
             raise UnsafeSQLError("exactly one statement is allowed", sql=text)
         if not isinstance(tree, exp.Query):
@@ -245,23 +290,35 @@ class SQLGuard:
                 f"only read-only queries (SELECT) are allowed, not {type(tree).__name__.upper()}",
                 sql=text,
             )
-        tables: list[exp.Table] = []
-        cte_names: set[str] = set()
+        refs = _Refs()
         for node in tree.walk():
-            if isinstance(node, FORBIDDEN_NODES):
+            kind = _KINDS.get(type(node))
+            if kind is None:
+                kind = _kind(type(node))
+            if kind == _OTHER:
+                continue
+            if kind == _FORBIDDEN:
                 raise UnsafeSQLError(
                     f"{type(node).__name__.upper()} is not allowed inside a query", sql=text
                 )
-            if isinstance(node, exp.Func):
-                if _func_name(node) in DENIED_FUNCTIONS:
-                    raise UnsafeSQLError(f"function {_func_name(node)}() is not allowed", sql=text)
-            elif isinstance(node, exp.Table):
-                tables.append(node)
-            elif isinstance(node, exp.CTE):
-                cte_names.add(node.alias_or_name.lower())
-        for table in tables:
-            self._check_table(table, cte_names, text)
-        return frozenset(t.name for t in tables if t.name)
+            if kind == _FUNC:
+                name = _func_name(cast(exp.Func, node))
+                if name in DENIED_FUNCTIONS:
+                    raise UnsafeSQLError(f"function {name}() is not allowed", sql=text)
+            elif kind == _COLUMN:
+                refs.columns.append(cast(exp.Column, node))
+            elif kind == _TABLE:
+                refs.tables.append(cast(exp.Table, node))
+            elif kind == _ALIAS:
+                refs.names.add(node.alias.lower())
+            elif kind == _TABLE_ALIAS:
+                refs.aliases.add(node.name.lower())
+                refs.names.update(c.name.lower() for c in node.args.get("columns") or ())
+            elif kind == _CTE:
+                refs.ctes.add(node.alias_or_name.lower())
+        for table in refs.tables:
+            self._check_table(table, refs.ctes, text)
+        return refs
 
     def _check_table(self, table: exp.Table, cte_names: set[str], text: str) -> None:
         target = table.this
@@ -287,6 +344,38 @@ class SQLGuard:
             known = ", ".join(sorted(self.schema)[:30])
             raise InvalidSQLError(f"unknown table {name!r}; tables are: {known}", sql=text)
 
+    def _columns_resolve(self, refs: _Refs) -> bool:
+        """The fast column check: True when every column reference names a column of a table
+        the query reads (of that very table when qualified by its name or alias), or a name the
+        query itself defines. False means "not shown", and ``qualify`` decides (and words the
+        error). It never refuses a query by itself, and anything it lets through that does
+        not bind is still refused by the database, whose error goes back to the model."""
+        sources: dict[str, frozenset[str]] = {}
+        known = set(refs.names)
+        for table in refs.tables:
+            name = table.name.lower()
+            if name in refs.ctes and not table.args.get("db"):
+                continue
+            columns = self._columns.get(name)
+            if columns is not None:
+                sources[table.alias_or_name.lower()] = columns
+                known |= columns
+        for column in refs.columns:
+            qualifier = column.table.lower()
+            if column.args.get("db") is not None:
+                return False
+            if isinstance(column.this, exp.Star):
+                if qualifier and qualifier not in sources and qualifier not in refs.aliases:
+                    return False
+                continue
+            name = column.name.lower()
+            if not qualifier or qualifier not in sources:
+                if name not in known or (qualifier and qualifier not in refs.aliases):
+                    return False
+            elif name not in sources[qualifier]:
+                return False
+        return True
+
     def _validate(self, tree: exp.Expr, out: str, text: str) -> tuple[str, list[str]]:
         """Check columns with ``qualify`` (in place on ``tree``, which is not used afterwards).
 
@@ -297,9 +386,10 @@ class SQLGuard:
             self._qualify(tree)
             return out, []
         except OptimizeError as exc:
-            fixed = self._quoted_strings_to_literals(sqlglot.parse_one(out, read=self.dialect))
+            reparsed = self._dialect.parse(out)[0]
+            fixed = None if reparsed is None else self._quoted_strings_to_literals(reparsed)
             if fixed is not None:
-                fixed_out = fixed.sql(dialect=self.dialect)
+                fixed_out = self._dialect.generate(fixed)
                 try:
                     self._qualify(fixed)
                     return fixed_out, ["double-quoted strings read as text literals"]
@@ -314,7 +404,7 @@ class SQLGuard:
         return qualify(
             tree,
             schema=self._mapping,
-            dialect=self.dialect,
+            dialect=self._dialect,
             validate_qualify_columns=True,
             quote_identifiers=False,
             identify=False,
@@ -351,8 +441,6 @@ class SQLGuard:
                 current = int(count.name)
         if current is not None and current <= cap:
             return current
-        if isinstance(tree, exp.SetOperation):
-            tree.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
-        else:
-            tree.limit(cap, copy=False)
+        # built directly: Query.limit() would tokenize and parse the number
+        tree.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
         return cap

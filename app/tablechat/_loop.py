@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
@@ -57,6 +59,51 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 _END = object()
 
 
+async def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` run on the background loop, from any loop: one hand-over each way."""
+    if asyncio.get_running_loop() is background_loop():
+        return await coro
+    return await asyncio.wrap_future(submit(coro))  # cancelling the caller cancels ``coro``
+
+
+class _Handover:
+    """Items passed from the background loop's thread to a consumer on another loop.
+
+    Items pile up in a deque; the consumer's loop is woken (a self-pipe write and a GIL hand-off
+    between threads) only when it may be waiting, not once per item, so a consumer that falls
+    behind under load collects many items per wake-up.
+    """
+
+    def __init__(self, consumer: asyncio.AbstractEventLoop) -> None:
+        self._consumer = consumer
+        self._lock = threading.Lock()
+        self._items: deque[Any] = deque()
+        self._armed = False  # a wake-up is on its way, or the consumer will look before waiting
+        self._ready = asyncio.Event()
+
+    def put(self, item: Any) -> None:
+        """From the producer's thread."""
+        with self._lock:
+            self._items.append(item)
+            wake, self._armed = not self._armed, True
+        if wake:
+            with contextlib.suppress(RuntimeError):  # the consumer's loop is gone: nobody reads
+                self._consumer.call_soon_threadsafe(self._ready.set)
+
+    async def take(self) -> list[Any]:
+        """In the consumer's loop: every item there is, waiting for at least one."""
+        while True:
+            with self._lock:
+                batch = list(self._items)
+                self._items.clear()
+                if not batch:
+                    self._armed = False
+            if batch:
+                return batch
+            await self._ready.wait()
+            self._ready.clear()
+
+
 async def bridge(agen: AsyncIterator[T]) -> AsyncIterator[T]:
     """Iterate ``agen`` on the background loop, yielding its items in the caller's loop."""
     caller = asyncio.get_running_loop()
@@ -65,26 +112,26 @@ async def bridge(agen: AsyncIterator[T]) -> AsyncIterator[T]:
         async for item in agen:
             yield item
         return
-    queue: asyncio.Queue[Any] = asyncio.Queue()
+    handover = _Handover(caller)
 
     async def pump() -> None:
         try:
             async for item in agen:
-                caller.call_soon_threadsafe(queue.put_nowait, item)
+                handover.put(item)
         except BaseException as exc:  # forwarded to the consumer
-            caller.call_soon_threadsafe(queue.put_nowait, exc)
+            handover.put(exc)
         finally:
-            caller.call_soon_threadsafe(queue.put_nowait, _END)
+            handover.put(_END)
 
     future = asyncio.run_coroutine_threadsafe(pump(), loop)
     try:
         while True:
-            item = await queue.get()
-            if item is _END:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+            for item in await handover.take():
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
     finally:
         if not future.done():
             future.cancel()

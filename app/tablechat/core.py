@@ -308,25 +308,23 @@ class TableChat:
                                       engine=event.engine or self._offline.name)
             yield event
 
-    async def aask(
-        self, question: str, history: Any = None, *, session: str | None = None
-    ) -> Answer:
-        answer = Answer(question=question)
-        async for event in self.stream(question, history, session=session, usage=answer.usage):
+    async def _collect(self, answer: Answer, history: Any, session: str | None) -> Answer:
+        async for event in self._events(answer.question, history, session, answer.usage):
             answer.apply(event)
         return answer
 
+    async def aask(
+        self, question: str, history: Any = None, *, session: str | None = None
+    ) -> Answer:
+        """Answer ``question`` without blocking the caller's loop. As :meth:`ask`; the events
+        are folded on the background loop, so only the answer crosses between threads."""
+        answer = Answer(question=self._validate_question(question))
+        return await _loop.run_async(self._collect(answer, history, session))
+
     def ask(self, question: str, history: Any = None, *, session: str | None = None) -> Answer:
         """Answer ``question`` (blocking). Failures are in ``Answer.error``; bad input raises."""
-        text = self._validate_question(question)
-        answer = Answer(question=text)
-
-        async def collect() -> None:
-            async for event in self._events(text, history, session, answer.usage):
-                answer.apply(event)
-
-        _loop.run_sync(collect())
-        return answer
+        answer = Answer(question=self._validate_question(question))
+        return _loop.run_sync(self._collect(answer, history, session))
 
     def run_sql(self, sql: str, *, session: str | None = None) -> Answer:
         """Run SQL a person wrote, through the same guard and sandbox.

@@ -150,11 +150,15 @@ def resolve_model_name(settings: Settings, info: ServerInfo | None) -> str:
 def build_chat_model(settings: Settings, *, model: str | None = None) -> BaseChatModel:
     """A ``ChatOpenAI`` for the configured server (vLLM's OpenAI-compatible API).
 
-    ``timeout`` is the per-read/connect limit of the HTTP client (ChatOpenAI has none by
-    default); callers also bound each whole call (retries included) with ``llm_timeout``.
-    The openai SDK retries connection errors, 408/409/429 and 5xx ``llm_max_retries`` times
-    with exponential backoff (0.5 s doubling, at most 8 s), honouring ``Retry-After`` up to
-    120 s; the whole call stays bounded by ``llm_timeout``.
+    Its async calls go through :class:`~tablechat.openai_transport.ChatCompletionsTransport`
+    (``model.async_client``: one aiohttp session, plain dicts instead of the openai SDK's
+    models; a fraction of the SDK's CPU per call); ChatOpenAI still builds the payload,
+    converts messages and chunks and handles errors. ``llm_timeout`` is the per-read limit
+    and ``llm_connect_timeout`` the connect limit of the HTTP client; callers also bound each
+    whole call (retries included) with ``llm_timeout``. Connection errors, 408/409/429 and 5xx
+    are retried ``llm_max_retries`` times with exponential backoff (0.5 s doubling, at most
+    8 s), honouring ``Retry-After`` up to 120 s. ChatOpenAI's own per-chunk stream timeout is
+    off: the whole call is bounded instead.
     """
     if not settings.llm_url:
         raise ConfigurationError("no LLM configured: set TABLECHAT_LLM_URL")
@@ -162,12 +166,15 @@ def build_chat_model(settings: Settings, *, model: str | None = None) -> BaseCha
     import openai
     from langchain_openai import ChatOpenAI
 
+    from .openai_transport import ChatCompletionsTransport
+
     name = model or settings.llm_model
     if not name:
         raise LLMUnavailableError("no model name: set TABLECHAT_LLM_MODEL")
     # openai>=3 runs on httpx2: its Timeout type is openai.Timeout (httpx.Timeout is not).
+    # The sync client (model.invoke) and root_async_client (response_format) stay on the SDK.
     timeout = openai.Timeout(settings.llm_timeout, connect=settings.llm_connect_timeout)
-    return ChatOpenAI(
+    chat = ChatOpenAI(
         base_url=settings.llm_url,
         api_key=settings.llm_api_key or "EMPTY",  # type: ignore[arg-type]
         model=name,
@@ -177,7 +184,16 @@ def build_chat_model(settings: Settings, *, model: str | None = None) -> BaseCha
         max_retries=settings.llm_max_retries,
         use_responses_api=False,
         stream_usage=True,
+        stream_chunk_timeout=None,
     )
+    chat.async_client = ChatCompletionsTransport(
+        settings.llm_url,
+        settings.llm_api_key,
+        timeout=settings.llm_timeout,
+        connect_timeout=settings.llm_connect_timeout,
+        max_retries=settings.llm_max_retries,
+    )
+    return chat
 
 
 def model_name(model: BaseChatModel) -> str:

@@ -54,10 +54,11 @@ class LLMClient:
         self.calls: dict[str, int] = {}  # step -> calls, for logs and tests
 
     async def aclose(self) -> None:
-        """Close the model's HTTP connections (ChatOpenAI keeps a pool per instance)."""
-        for attr in ("root_async_client", "root_client"):
-            sdk = getattr(self.model, attr, None)
-            close = getattr(sdk, "close", None)
+        """Close the model's HTTP connections: the aiohttp session of the transport tablechat
+        gives the models it builds (``async_client``) and ChatOpenAI's own SDK clients."""
+        for attr in ("async_client", "root_async_client", "root_client"):
+            client = getattr(self.model, attr, None)
+            close = getattr(client, "aclose", None) or getattr(client, "close", None)
             if close is None:
                 continue
             try:
@@ -67,7 +68,9 @@ class LLMClient:
             except Exception as exc:  # closing must never fail a shutdown
                 log.debug("closing the LLM client: %s", exc)
 
-    def _bound(self, spec: dict[str, Any] | None, max_tokens: int | None) -> Any:
+    def _options(self, spec: dict[str, Any] | None, max_tokens: int | None) -> dict[str, Any]:
+        """Request options for one call, passed to ``ainvoke``/``astream`` as keyword arguments
+        (what ``model.bind`` would give, without building a RunnableBinding per call)."""
         kwargs: dict[str, Any] = {}
         if self.openai_compatible:
             if spec is not None and self.structured:
@@ -75,7 +78,7 @@ class LLMClient:
                 kwargs["extra_body"] = {"structured_outputs": spec}
             if max_tokens is not None:
                 kwargs["max_tokens"] = max_tokens
-        return self.model.bind(**kwargs) if kwargs else self.model
+        return kwargs
 
     def _count(self, step: str) -> None:
         self.calls[step] = self.calls.get(step, 0) + 1
@@ -96,9 +99,11 @@ class LLMClient:
         """
         asked_structured = structured is not None and self.structured and self.openai_compatible
         prompt = list(messages(asked_structured) if callable(messages) else messages)
-        runnable = self._bound(structured, max_tokens)
+        options = self._options(structured, max_tokens)
         try:
-            message = await asyncio.wait_for(runnable.ainvoke(prompt), self.timeout)
+            # asyncio.timeout, not wait_for: no extra task per call
+            async with asyncio.timeout(self.timeout):
+                message = await self.model.ainvoke(prompt, **options)
         except TableChatError:
             raise
         except Exception as exc:
@@ -120,12 +125,12 @@ class LLMClient:
         max_tokens: int | None = None,
     ) -> AsyncIterator[str]:
         """The reply's text as it streams. The whole stream is bounded by ``timeout``."""
-        runnable = self._bound(None, max_tokens)
+        options = self._options(None, max_tokens)
         replied = False
         prompt = completion = 0
         try:
             async with asyncio.timeout(self.timeout):
-                async for chunk in runnable.astream(list(messages)):
+                async for chunk in self.model.astream(list(messages), **options):
                     replied = True
                     if chunk.usage_metadata:  # the last chunk, with stream_usage=True
                         p, c = usage_of(chunk)

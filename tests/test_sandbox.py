@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import duckdb
@@ -215,5 +216,33 @@ def test_sqlite_through_sqlalchemy_is_read_only_with_a_timeout(tmp_path: Path) -
         assert snap.tables["orders"].foreign_keys[0].ref_table == "customers"
         assert snap.tables["customers"].primary_key == ["id"]
         assert db.execute("SELECT count(*) FROM customers", max_rows=1).rows == [(2,)]
+    finally:
+        db.close()
+
+
+def test_every_pooled_sqlite_connection_is_read_only(tmp_path: Path) -> None:
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "shop.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1), (2), (3);")
+    con.close()
+    db = open_database(f"sqlite:///{path}", timeout=5.0)
+    barrier = threading.Barrier(4)
+
+    def attempt(_: int) -> str:
+        barrier.wait(5)  # four threads at once: four connections from the pool
+        try:
+            db.execute("DELETE FROM t", max_rows=1)
+        except SQLExecutionError as exc:
+            return str(exc)
+        return "ran"
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(attempt, range(4)))
+        assert all("readonly" in o or "read-only" in o for o in outcomes), outcomes
+        assert db.execute("SELECT count(*) FROM t", max_rows=1).rows == [(3,)]
     finally:
         db.close()

@@ -337,6 +337,10 @@ class DuckDBDatabase(Database):
             self._con.close()
 
 
+def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA query_only = ON")
+
+
 class SQLAlchemyDatabase(Database):
     """Any database SQLAlchemy reaches, queried in a read-only transaction."""
 
@@ -346,7 +350,11 @@ class SQLAlchemyDatabase(Database):
 
         self._sa = sa
         try:
-            self._engine = sa.create_engine(url, pool_pre_ping=True)
+            sqlite = url.startswith("sqlite")
+            # a file needs no liveness ping per checkout (a server connection may have died)
+            self._engine = sa.create_engine(url, pool_pre_ping=not sqlite)
+            if sqlite:  # read-only for the connection's whole life, not per query
+                sa.event.listen(self._engine, "connect", _sqlite_query_only)
             with self._engine.connect():
                 pass
         except ModuleNotFoundError as exc:
@@ -367,8 +375,7 @@ class SQLAlchemyDatabase(Database):
             backend = self._engine.dialect.name
             raw: Any = conn.connection.driver_connection
             deadline = time.monotonic() + self.timeout
-            if backend == "sqlite":
-                conn.exec_driver_sql("PRAGMA query_only = ON")
+            if backend == "sqlite":  # query_only is set on every new connection
                 raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
             elif backend == "postgresql":
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import tablechat
+from tablechat import TableChat
 from tablechat.demo import ensure_demo
 
 pytest_plugins = ["tests.support.fixtures"]
@@ -19,6 +21,16 @@ ARTIFACTS = ROOT / "test-artifacts"
 def demo_db() -> Path:
     """The demo database (built once if missing; never modified by tests)."""
     return ensure_demo()
+
+
+@pytest.fixture(scope="module")
+def offline_tc(demo_db: Path) -> Iterator[TableChat]:
+    """TableChat on the demo database with no LLM configured: the offline engine answers."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("TABLECHAT_LLM_URL", raising=False)
+        chat = tablechat.connect(demo_db)
+    yield chat
+    chat.close()
 
 
 @pytest.fixture()

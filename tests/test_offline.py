@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,41 +16,35 @@ from tablechat.core import TableChat
 from tablechat.offline import OfflineEngine
 
 
-@pytest.fixture(scope="module")
-def tc(demo_db: Path) -> Iterator[TableChat]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("TABLECHAT_LLM_URL", raising=False)
-        chat = tablechat.connect(demo_db)
-    yield chat
-    chat.close()
-
-
 def _norm(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 4) if not math.isnan(value) else "nan"
     return value
 
 
-def rows_of(tc: TableChat, sql: str) -> list[tuple[Any, ...]]:
-    return [tuple(_norm(v) for v in row) for row in tc.database.execute(sql, max_rows=10000).rows]
+def rows_of(offline_tc: TableChat, sql: str) -> list[tuple[Any, ...]]:
+    result = offline_tc.database.execute(sql, max_rows=10000)
+    return [tuple(_norm(v) for v in row) for row in result.rows]
 
 
-def same_rows(tc: TableChat, answer: tablechat.Answer, sql: str, *, ordered: bool = False) -> bool:
+def same_rows(
+    offline_tc: TableChat, answer: tablechat.Answer, sql: str, *, ordered: bool = False
+) -> bool:
     got = [tuple(_norm(v) for v in row) for row in answer.rows]
-    want = rows_of(tc, sql)
+    want = rows_of(offline_tc, sql)
     return got == want if ordered else Counter(got) == Counter(want)
 
 
-def ask(tc: TableChat, question: str, history: Any = None) -> tablechat.Answer:
-    answer = tc.ask(question, history)
+def ask(offline_tc: TableChat, question: str, history: Any = None) -> tablechat.Answer:
+    answer = offline_tc.ask(question, history)
     assert answer.error is None, answer.error
     assert answer.engine == "offline"
     return answer
 
 
-def test_the_offline_engine_is_installed(tc: TableChat) -> None:
-    assert isinstance(tc._offline, OfflineEngine)
-    assert tc.engine_name == "offline"
+def test_the_offline_engine_is_installed(offline_tc: TableChat) -> None:
+    assert isinstance(offline_tc._offline, OfflineEngine)
+    assert offline_tc.engine_name == "offline"
 
 
 @pytest.mark.parametrize(("question", "sql"), [
@@ -64,14 +56,14 @@ def test_the_offline_engine_is_installed(tc: TableChat) -> None:
      "SELECT min(quantity), avg(quantity), max(quantity) FROM order_items"),
     ("How many units have we sold in total?", "SELECT sum(quantity) FROM order_items"),
 ])
-def test_counts_and_aggregates(tc: TableChat, question: str, sql: str) -> None:
-    answer = ask(tc, question)
+def test_counts_and_aggregates(offline_tc: TableChat, question: str, sql: str) -> None:
+    answer = ask(offline_tc, question)
     assert answer.sql is not None
-    assert same_rows(tc, answer, sql)
+    assert same_rows(offline_tc, answer, sql)
 
 
-def test_count_sentence_states_the_number(tc: TableChat) -> None:
-    answer = ask(tc, "How many customers are there?")
+def test_count_sentence_states_the_number(offline_tc: TableChat) -> None:
+    answer = ask(offline_tc, "How many customers are there?")
     assert answer.text == "There are 5,000 customers."
 
 
@@ -84,16 +76,16 @@ def test_count_sentence_states_the_number(tc: TableChat) -> None:
      " GROUP BY c.name"),
     ("Break down orders by status", "SELECT status, count(*) FROM orders GROUP BY 1"),
 ])
-def test_group_by(tc: TableChat, question: str, sql: str) -> None:
-    assert same_rows(tc, ask(tc, question), sql)
+def test_group_by(offline_tc: TableChat, question: str, sql: str) -> None:
+    assert same_rows(offline_tc, ask(offline_tc, question), sql)
 
 
-def test_revenue_by_region_uses_the_metric_and_the_join_path(tc: TableChat) -> None:
-    answer = ask(tc, "Revenue by region")
+def test_revenue_by_region_uses_the_metric_and_the_join_path(offline_tc: TableChat) -> None:
+    answer = ask(offline_tc, "Revenue by region")
     sql = ("SELECT r.name, SUM(oi.quantity * oi.unit_price * (1 - oi.discount)) FROM order_items oi"
            " JOIN orders o ON o.id = oi.order_id JOIN stores s ON s.id = o.store_id"
            " JOIN regions r ON r.id = s.region_id GROUP BY r.name ORDER BY 2 DESC")
-    assert same_rows(tc, answer, sql, ordered=True)
+    assert same_rows(offline_tc, answer, sql, ordered=True)
     assert answer.text.startswith("Europe has the highest revenue (")
     assert answer.text.endswith("of 5 regions.")
     assert answer.chart is not None and answer.chart["type"] == "bar"
@@ -113,9 +105,9 @@ def test_revenue_by_region_uses_the_metric_and_the_join_path(tc: TableChat) -> N
      " JOIN categories c ON c.id = p.category_id GROUP BY c.id, c.name"
      " ORDER BY profit DESC LIMIT 1"),
 ])
-def test_top_n_and_the_most(tc: TableChat, question: str, sql: str) -> None:
-    answer = ask(tc, question)
-    want = rows_of(tc, sql)
+def test_top_n_and_the_most(offline_tc: TableChat, question: str, sql: str) -> None:
+    answer = ask(offline_tc, question)
+    want = rows_of(offline_tc, sql)
     got = [tuple(_norm(v) for v in row) for row in answer.rows]
     assert [r[-1] for r in got] == [r[-1] for r in want]  # the ranked values, in order
     assert Counter(got) == Counter(want)
@@ -131,8 +123,10 @@ def test_top_n_and_the_most(tc: TableChat, question: str, sql: str) -> None:
      "SELECT count(*) FROM customers c JOIN regions r ON r.id = c.region_id"
      " WHERE c.segment = 'Small Business' AND r.name = 'North America'"),
 ])
-def test_filters_on_values_found_in_the_data(tc: TableChat, question: str, sql: str) -> None:
-    assert same_rows(tc, ask(tc, question), sql)
+def test_filters_on_values_found_in_the_data(
+    offline_tc: TableChat, question: str, sql: str
+) -> None:
+    assert same_rows(offline_tc, ask(offline_tc, question), sql)
 
 
 @pytest.mark.parametrize(("question", "sql"), [
@@ -143,8 +137,8 @@ def test_filters_on_values_found_in_the_data(tc: TableChat, question: str, sql: 
     ("How many products have a list price between 10 and 20?",
      "SELECT count(*) FROM products WHERE unit_price BETWEEN 10 AND 20"),
 ])
-def test_numeric_comparisons(tc: TableChat, question: str, sql: str) -> None:
-    assert same_rows(tc, ask(tc, question), sql)
+def test_numeric_comparisons(offline_tc: TableChat, question: str, sql: str) -> None:
+    assert same_rows(offline_tc, ask(offline_tc, question), sql)
 
 
 @pytest.mark.parametrize(("question", "sql"), [
@@ -167,14 +161,14 @@ def test_numeric_comparisons(tc: TableChat, question: str, sql: str) -> None:
     ("How many customers signed up in 2024?",
      "SELECT count(*) FROM customers WHERE year(signup_date) = 2024"),
 ])
-def test_date_ranges(tc: TableChat, question: str, sql: str) -> None:
-    assert same_rows(tc, ask(tc, question), sql)
+def test_date_ranges(offline_tc: TableChat, question: str, sql: str) -> None:
+    assert same_rows(offline_tc, ask(offline_tc, question), sql)
 
 
-def test_join_through_a_foreign_key(tc: TableChat) -> None:
-    answer = ask(tc, "How many orders came from the Berlin store?")
-    assert same_rows(tc, answer, "SELECT count(*) FROM orders o JOIN stores s ON s.id = o.store_id"
-                                 " WHERE s.city = 'Berlin'")
+def test_join_through_a_foreign_key(offline_tc: TableChat) -> None:
+    answer = ask(offline_tc, "How many orders came from the Berlin store?")
+    sql = "SELECT count(*) FROM orders o JOIN stores s ON s.id = o.store_id"
+    assert same_rows(offline_tc, answer, sql + " WHERE s.city = 'Berlin'")
     assert answer.sql is not None and "JOIN" in answer.sql.upper()
 
 
@@ -188,9 +182,9 @@ def test_join_through_a_foreign_key(tc: TableChat) -> None:
      "SELECT SUM(quantity * unit_price * (1 - discount)) / count(DISTINCT order_id)"
      " FROM order_items"),
 ])
-def test_metrics_and_synonyms_from_the_semantic_layer(tc: TableChat, question: str,
+def test_metrics_and_synonyms_from_the_semantic_layer(offline_tc: TableChat, question: str,
                                                       sql: str) -> None:
-    assert same_rows(tc, ask(tc, question), sql)
+    assert same_rows(offline_tc, ask(offline_tc, question), sql)
 
 
 @pytest.mark.parametrize("question", [
@@ -198,45 +192,45 @@ def test_metrics_and_synonyms_from_the_semantic_layer(tc: TableChat, question: s
     "What is the ratio of returned orders to cancelled orders for each store manager?",
     "How much did the Berlin Mitte store sell in 2024?",
 ])
-def test_declines_below_the_confidence_threshold(tc: TableChat, question: str) -> None:
-    answer = ask(tc, question)
+def test_declines_below_the_confidence_threshold(offline_tc: TableChat, question: str) -> None:
+    answer = ask(offline_tc, question)
     assert answer.sql is None and answer.rows == []
     assert not any(isinstance(e, ev.SQL | ev.Table) for e in answer.events)
     assert "not sure" in answer.text
     assert "TABLECHAT_LLM_URL" in answer.text
-    plan = tc._offline.analyze(question, tc.snapshot())
-    assert plan.kind == "decline" and plan.confidence < tc._offline.threshold
+    plan = offline_tc._offline.analyze(question, offline_tc.snapshot())
+    assert plan.kind == "decline" and plan.confidence < offline_tc._offline.threshold
     assert plan.missing, "a decline says what was not understood"
 
 
-def test_decline_says_what_was_understood(tc: TableChat) -> None:
-    answer = ask(tc, "How much did the Berlin Mitte store sell in 2024?")
+def test_decline_says_what_was_understood(offline_tc: TableChat) -> None:
+    answer = ask(offline_tc, "How much did the Berlin Mitte store sell in 2024?")
     assert "I understood:" in answer.text
     assert "Berlin Mitte" in answer.text
 
 
 @pytest.mark.parametrize("message", ["hello", "who are you?", "write me a poem", "thanks!"])
-def test_chat_messages_get_an_honest_reply(tc: TableChat, message: str) -> None:
-    answer = ask(tc, message)
+def test_chat_messages_get_an_honest_reply(offline_tc: TableChat, message: str) -> None:
+    answer = ask(offline_tc, message)
     assert answer.sql is None
     assert "offline engine" in answer.text
     assert "TABLECHAT_LLM_URL" in answer.text and "vllm serve" in answer.text
     assert answer.text.count('"') >= 4, "example questions drawn from the schema"
-    assert tc._offline.plan(message, tc.snapshot()) is None
+    assert offline_tc._offline.plan(message, offline_tc.snapshot()) is None
 
 
-def test_example_questions_in_the_chat_reply_are_answerable(tc: TableChat) -> None:
-    text = ask(tc, "hello").text
+def test_example_questions_in_the_chat_reply_are_answerable(offline_tc: TableChat) -> None:
+    text = ask(offline_tc, "hello").text
     examples = text.split("Try: ")[1].split(". For open")[0]
     questions = [q.strip(' "') for q in examples.split(" · ")]
     assert len(questions) >= 2
     for question in questions:
-        assert ask(tc, question).sql is not None, question
+        assert ask(offline_tc, question).sql is not None, question
 
 
-def test_event_stream_of_an_answer(tc: TableChat) -> None:
+def test_event_stream_of_an_answer(offline_tc: TableChat) -> None:
     async def collect() -> list[ev.Event]:
-        return [e async for e in tc.stream("How many orders were cancelled?")]
+        return [e async for e in offline_tc.stream("How many orders were cancelled?")]
 
     events = asyncio.run(collect())
     kinds = [e.kind for e in events]
@@ -250,22 +244,22 @@ def test_event_stream_of_an_answer(tc: TableChat) -> None:
     assert answer.text.startswith("There are ")
 
 
-def test_generated_sql_goes_through_the_guard(tc: TableChat) -> None:
-    answer = ask(tc, "List the customers who live in Tokyo")
+def test_generated_sql_goes_through_the_guard(offline_tc: TableChat) -> None:
+    answer = ask(offline_tc, "List the customers who live in Tokyo")
     assert answer.sql is not None
     assert "LIMIT 1000" in answer.sql  # the guard's row cap was applied
-    checked = tc.guard(tc.snapshot()).check(answer.sql)
+    checked = offline_tc.guard(offline_tc.snapshot()).check(answer.sql)
     assert checked.tables == {"customers"}
 
 
-def test_plan_is_synchronous_and_in_the_snapshot_dialect(tc: TableChat) -> None:
-    engine = tc._offline
+def test_plan_is_synchronous_and_in_the_snapshot_dialect(offline_tc: TableChat) -> None:
+    engine = offline_tc._offline
     assert isinstance(engine, OfflineEngine)
-    plan = engine.plan("Revenue per sales channel in Europe", tc.snapshot())
+    plan = engine.plan("Revenue per sales channel in Europe", offline_tc.snapshot())
     assert plan is not None and plan.sql is not None
     assert plan.confidence >= engine.threshold
     assert plan.understood and "revenue" in plan.understood[0]
-    assert same_rows(tc, tablechat.Answer("q", rows=rows_of(tc, plan.sql)),
+    assert same_rows(offline_tc, tablechat.Answer("q", rows=rows_of(offline_tc, plan.sql)),
                      "SELECT o.channel, SUM(oi.quantity * oi.unit_price * (1 - oi.discount))"
                      " FROM order_items oi JOIN orders o ON o.id = oi.order_id"
                      " JOIN stores s ON s.id = o.store_id JOIN regions r ON r.id = s.region_id"

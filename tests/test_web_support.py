@@ -1,20 +1,18 @@
 """Helpers for the web tests (no tests here): a scripted chat model that picks its reply by
 regex on the prompt (safe under concurrency, unlike a list of replies), and a live server
-(uvicorn in a thread on 127.0.0.1, a free port)."""
+(uvicorn on tablechat's background loop, on 127.0.0.1 and a free port)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import uvicorn
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -149,26 +147,30 @@ def free_port() -> int:
 
 
 class LiveServer:
+    """The app served as ``tablechat serve`` serves it: uvicorn on tablechat's background loop
+    (``BackgroundServer``), on 127.0.0.1 and a free port."""
+
     def __init__(self, tc: TableChat) -> None:
-        from tablechat.web.server import create_app
+        from tablechat.web.server import BackgroundServer, create_app
 
         self.tc = tc
         self.app = create_app(tc)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.server = BackgroundServer(self.app, host="127.0.0.1", port=self.port,
+                                       log_level="warning")
 
     @property
     def metrics(self) -> Any:
         return self.app.state.metrics
 
     def start(self) -> LiveServer:
-        self.thread.start()
+        future = self.server.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if future.done():
+                future.result()  # raises why it stopped
+                raise RuntimeError("the server stopped while starting")
             if self.server.started:
                 try:
                     if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
@@ -179,8 +181,7 @@ class LiveServer:
         raise RuntimeError("the server did not start")
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.server.stop(timeout=15)
 
 
 @contextmanager

@@ -1,17 +1,32 @@
 """The server (``tablechat serve``): one FastAPI app with the Gradio UI mounted at ``/``, the
 REST API under ``/api``, the OpenAI-compatible API under ``/v1``, ``/healthz`` and
-``/metrics``; optional auth in front of all of it."""
+``/metrics``; optional auth in front of all of it.
+
+uvicorn runs on tablechat's background event loop (``tablechat._loop``), the loop every
+question's pipeline runs on, so a question's events never cross threads between the pipeline
+and the HTTP response; the thread that calls :func:`serve` only waits and turns Ctrl-C / SIGTERM
+into a graceful shutdown. Database work still runs in threads (``asyncio.to_thread``), and
+Gradio runs its synchronous handlers in its own worker threads.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import signal
+import socket
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
+import uvicorn
 from fastapi import FastAPI
 from starlette.routing import Mount
 
+from .. import _loop
 from ..core import TableChat
 from .auth import AuthConfig, AuthMiddleware
 from .metrics import Metrics
@@ -20,6 +35,10 @@ from .rest import rest_router
 from .ui import CSS, build_ui
 
 UPLOAD_SLACK_MB = 1.0  # gradio refuses far larger uploads itself; ours says why for the rest
+# on shutdown, open streams (a browser tab's Gradio event stream never ends by itself) get this
+# long to finish before they are closed
+GRACEFUL_SHUTDOWN_SECONDS = 3.0
+POLL_SECONDS = 0.25
 
 
 def create_app(tc: TableChat) -> FastAPI:
@@ -57,6 +76,9 @@ def create_app(tc: TableChat) -> FastAPI:
         return None
 
     app.add_middleware(AuthMiddleware, auth=auth, gradio_user=gradio_user)
+    # a browser tab's heartbeat stream only ends when Gradio's stop event is set
+    stop_event = getattr(gradio_app, "stop_event", None)
+    app.state.end_streams = [stop_event.set] if stop_event is not None else []
     threading.Thread(target=_warm_up, args=(tc,), name="tablechat-warm-up", daemon=True).start()
     return app
 
@@ -68,10 +90,124 @@ def _warm_up(tc: TableChat) -> None:
         _ = tc.engine_name
 
 
+class ServerStartError(RuntimeError):
+    """uvicorn could not start: the address is taken, or the app's startup failed (logged)."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, ending the app's never-ending streams (``app.state.end_streams``, callables)
+    when shutdown begins, so it need not wait out the graceful timeout for them."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        state = getattr(self.config.app, "state", None)
+        for end in getattr(state, "end_streams", ()):
+            end()
+        await super().shutdown(sockets)
+
+
+class BackgroundServer:
+    """uvicorn serving an ASGI app on tablechat's background loop, started and stopped from
+    any other thread."""
+
+    def __init__(self, app: Any, *, host: str, port: int, **uvicorn_options: Any) -> None:
+        uvicorn_options.setdefault("log_level", "info")
+        uvicorn_options.setdefault("timeout_graceful_shutdown", GRACEFUL_SHUTDOWN_SECONDS)
+        self.config = uvicorn.Config(app, host=host, port=port, lifespan="on", **uvicorn_options)
+        self.server = _Server(self.config)
+        self._future: concurrent.futures.Future[None] | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return _loop.background_loop()
+
+    @property
+    def started(self) -> bool:
+        """Listening (after the app's startup)."""
+        return bool(self.server.started)
+
+    def start(self) -> concurrent.futures.Future[None]:
+        """Start serving; the future is done when the server has stopped (or failed to
+        start: then it holds a :class:`ServerStartError`)."""
+        if self._future is None:
+            self._future = _loop.submit(self._serve())
+        return self._future
+
+    async def _serve(self) -> None:
+        try:
+            await self.server.serve()  # off the main thread: uvicorn installs no signal handlers
+        except SystemExit as exc:  # uvicorn exits on a failed startup (port taken, lifespan)
+            # a SystemExit escaping a task would stop the background loop itself; and the
+            # app's startup may have run (Gradio's queue): shut it down, the loop lives on
+            lifespan = getattr(self.server, "lifespan", None)
+            if lifespan is not None and not getattr(lifespan, "should_exit", True):
+                with contextlib.suppress(Exception):
+                    await lifespan.shutdown()
+            raise ServerStartError(f"the server did not start (exit code {exc.code})") from None
+
+    def request_exit(self, sig: int | None = None) -> None:
+        """Shut down gracefully; asked again after an interrupt, stop waiting for open
+        connections (uvicorn's own Ctrl-C behaviour)."""
+        if self.server.should_exit and sig == signal.SIGINT:
+            self.server.force_exit = True
+        self.server.should_exit = True
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the server has stopped; raises what stopped it if that was an error, and
+        ``TimeoutError`` after ``timeout`` seconds. Never from the background loop itself."""
+        if self._future is None:
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            raise RuntimeError("waiting for the server on its own loop would block it")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # in short waits: a signal delivered to another thread runs its Python handler
+            # only when the main thread wakes up
+            left = POLL_SECONDS if deadline is None else min(POLL_SECONDS,
+                                                             deadline - time.monotonic())
+            try:
+                self._future.result(max(left, 0.0))
+                return
+            except concurrent.futures.TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError("the server did not stop in time") from None
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        self.request_exit()
+        self.wait(timeout)
+
+
+@contextlib.contextmanager
+def _exit_on_signals(server: BackgroundServer) -> Iterator[None]:
+    """In the main thread: SIGINT and SIGTERM ask the server to shut down (a second Ctrl-C
+    stops waiting for open connections), as uvicorn does when it owns the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    if hasattr(signal, "SIGBREAK"):  # Windows' Ctrl-Break
+        sigs.append(signal.SIGBREAK)
+    previous = {sig: signal.signal(sig, lambda n, _f: server.request_exit(n)) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def serve(tc: TableChat, *, host: str | None = None, port: int | None = None,
           **uvicorn_options: Any) -> None:
-    """Serve until interrupted (one process: sessions and uploads live in it)."""
-    import uvicorn
-
-    uvicorn.run(create_app(tc), host=host or tc.settings.host, port=port or tc.settings.port,
-                log_level=uvicorn_options.pop("log_level", "info"), **uvicorn_options)
+    """Serve until interrupted (one process: sessions and uploads live in it). The server
+    runs on the background loop; this thread waits, and Ctrl-C or SIGTERM shut it down
+    gracefully. Raises ``SystemExit(1)`` when it cannot start (e.g. the port is taken)."""
+    server = BackgroundServer(create_app(tc), host=host or tc.settings.host,
+                              port=port or tc.settings.port, **uvicorn_options)
+    with _exit_on_signals(server):
+        server.start()
+        try:
+            server.wait()  # signal handlers run here, in the main thread, while it waits
+        except ServerStartError as exc:
+            raise SystemExit(1) from exc

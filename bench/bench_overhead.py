@@ -1,7 +1,11 @@
 """Non-LLM overhead per question with a zero-latency scripted model: tablechat vs LangChain's
 classic path (``create_sql_query_chain`` + community ``SQLDatabase`` + ``QuerySQLDatabaseTool``
 + an answer prompt), on the same database (a SQLite copy of the demo, which both can open),
-question and scripted model. Also tablechat on the native DuckDB demo."""
+question and scripted model. Also tablechat on the native DuckDB demo.
+
+The three take turns question by question, so that a load coming and going on a shared machine
+weighs on all of them alike (run one after the other, the classic figure alone moved 9-21 ms
+between runs here)."""
 
 from __future__ import annotations
 
@@ -54,17 +58,8 @@ def _model() -> Any:
     return FakeListChatModel(responses=[SQL, ANSWER])  # cycles: SQL, answer, SQL, ...
 
 
-def _time(fn: Any) -> list[float]:
-    fn()  # warm-up (schema snapshot, imports)
-    samples = []
-    for _ in range(N):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
-
-
-def _ours(database: str) -> list[float]:
+def _ours(database: str) -> tuple[Any, Any]:
+    """One question through tablechat, and what to close afterwards."""
     import tablechat
 
     tc = tablechat.connect(database, llm=_model())
@@ -73,12 +68,10 @@ def _ours(database: str) -> list[float]:
         answer = tc.ask(QUESTION)
         assert answer.error is None and len(answer.rows) == 5, answer.error
 
-    samples = _time(ask)
-    tc.close()
-    return samples
+    return ask, tc.close
 
 
-def _classic(sqlite_path: Path) -> list[float]:
+def _classic(sqlite_path: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from langchain_classic.chains import create_sql_query_chain
@@ -109,7 +102,22 @@ def _classic(sqlite_path: Path) -> list[float]:
     def ask() -> None:
         assert chain.invoke({"question": QUESTION}) == ANSWER
 
-    return _time(ask)
+    return ask
+
+
+def _interleaved(*fns: Any) -> list[list[float]]:
+    """Time each function N times, taking turns, so that both see the same machine (a load
+    that comes and goes on a shared machine would otherwise favour whichever ran in a lull)."""
+    for fn in fns:  # warm-up: schema snapshots, imports, caches
+        fn()
+        fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(N):
+        for fn, out in zip(fns, samples, strict=True):
+            start = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - start) * 1000)
+    return samples
 
 
 def run() -> list[Row]:
@@ -117,11 +125,15 @@ def run() -> list[Row]:
 
     with tempfile.TemporaryDirectory() as tmp:
         sqlite_path = _sqlite_copy(Path(tmp) / "demo.sqlite")
-        ours_sqlite = _ours(f"sqlite:///{sqlite_path}")
-        theirs = _classic(sqlite_path)
-    ours_duck = _ours(str(ensure_demo()))
+        ours_sqlite, close_sqlite = _ours(f"sqlite:///{sqlite_path}")
+        ours_duck, close_duck = _ours(str(ensure_demo()))
+        try:
+            mine, theirs, duck = _interleaved(ours_sqlite, _classic(sqlite_path), ours_duck)
+        finally:
+            close_sqlite()
+            close_duck()
     alt = "LangChain classic chain"
-    o50, t50 = p50(ours_sqlite), p50(theirs)
+    o50, t50 = p50(mine), p50(theirs)
     return [
         Row(
             "overhead per question (SQLite copy), p50",
@@ -134,13 +146,11 @@ def run() -> list[Row]:
         ),
         Row(
             "overhead per question (SQLite copy), p95",
-            percentile(ours_sqlite, 95),
+            percentile(mine, 95),
             "ms",
             percentile(theirs, 95),
             alt,
         ),
-        Row(
-            "overhead per question (DuckDB demo), p50", p50(ours_duck), "ms", t50, alt + " (SQLite)"
-        ),
-        Row("overhead per question (DuckDB demo), p95", percentile(ours_duck, 95), "ms"),
+        Row("overhead per question (DuckDB demo), p50", p50(duck), "ms", t50, alt + " (SQLite)"),
+        Row("overhead per question (DuckDB demo), p95", percentile(duck, 95), "ms"),
     ]

@@ -386,6 +386,7 @@ class ChatCompletionsTransport:
                          if v is not None})
         headers = {**self.headers, **(options.get("extra_headers") or {})}
         query = options.get("extra_query") or None
+        # always a ClientTimeout: aiohttp takes timeout=None as "no timeouts at all"
         timeout = self._timeout_of(options.get("timeout"))
         stream = bool(body.get("stream"))
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -423,10 +424,10 @@ class ChatCompletionsTransport:
             await asyncio.sleep(delay)
             retry += 1
 
-    def _timeout_of(self, value: Any) -> aiohttp.ClientTimeout | None:
+    def _timeout_of(self, value: Any) -> aiohttp.ClientTimeout:
         """A per-call ``timeout`` option (seconds or ``openai.Timeout``), else the default."""
         if value is None:
-            return None
+            return self.timeout
         if isinstance(value, int | float):
             return aiohttp.ClientTimeout(total=None, sock_connect=self.timeout.sock_connect,
                                          sock_read=float(value))

@@ -226,6 +226,26 @@ def test_malformed_sse_raises(fake_vllm: FakeVLLM) -> None:
             pass
 
 
+def test_error_event_mid_stream_is_an_api_error(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.script(replies=[{"content": "one two three four", "fault": "error_event"}])
+    received: list[str] = []
+    with _client(fake_vllm) as client, pytest.raises(openai.APIError, match="engine died"):
+        for chunk in client.chat.completions.create(
+            model="fake-sql-model", messages=MESSAGES, stream=True
+        ):
+            received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == "one two"
+
+
+def test_request_log_names_the_client_connection(fake_vllm: FakeVLLM) -> None:
+    with _client(fake_vllm) as client:  # one keep-alive connection
+        for _ in range(2):
+            client.chat.completions.create(model="fake-sql-model", messages=MESSAGES)
+    first, second = fake_vllm.chat_requests()
+    assert isinstance(first["client_port"], int) and first["client_port"] > 0
+    assert second["client_port"] == first["client_port"]
+
+
 def test_drop_mid_stream_raises_connection_error(fake_vllm: FakeVLLM) -> None:
     fake_vllm.script(replies=[{"content": "one two three four", "fault": "drop"}])
     received: list[str] = []

@@ -39,9 +39,13 @@ Control API (loopback clients only; never logged):
   without any response). ``"hang"``: nothing is ever sent. ``"stall"``: headers and half the
   stream (non-stream: half the body), then nothing. A hanging or stalled request ends when
   the client disconnects, on reset, or on shutdown; other requests are served meanwhile.
+  ``"error_event"`` (stream only): an error event as vLLM sends when generation fails
+  mid-stream (``data: {"error": {"message": ..., "type": ..., "code": 500}}``), then
+  ``[DONE]``.
 - ``GET /_control/requests``: every request so far (method, path, headers with lower-case
-  names, JSON body, ``timestamp``, ``first_token_sent_at``, ``finished_at``, ``status``,
-  ``reply``, ``client_disconnected``), all times from ``time.time()``.
+  names, JSON body, ``client_port`` (one per client connection), ``timestamp``,
+  ``first_token_sent_at``, ``finished_at``, ``status``, ``reply``, ``client_disconnected``),
+  all times from ``time.time()``.
 - ``POST /_control/reset``: clears script and log and releases hanging requests.
 """
 
@@ -67,8 +71,9 @@ from typing import Any
 
 DEFAULT_MODEL = "fake-sql-model"
 DEFAULT_MAX_MODEL_LEN = 8192
+STREAM_FAULTS = ("drop", "malformed_sse", "stall", "error_event")
 DEFAULT_REPLY: dict[str, Any] = {"content": "SELECT 1"}
-FAULTS = (None, "malformed_sse", "drop", "hang", "stall")
+FAULTS = (None, "malformed_sse", "drop", "hang", "stall", "error_event")
 REPLY_KEYS = frozenset(
     {
         "content",
@@ -387,6 +392,7 @@ class Handler(BaseHTTPRequestHandler):
                 "headers": {k.lower(): v for k, v in self.headers.items()},
                 "body": body,
                 "raw_body": None if body is not None else raw.decode("utf-8", "replace"),
+                "client_port": self.client_address[1],
                 "timestamp": time.time(),
                 "status": None,
                 "reply": None,
@@ -796,7 +802,7 @@ class Handler(BaseHTTPRequestHandler):
         )
         started = time.monotonic()  # set again when the first token goes out
         for i, piece in enumerate(pieces):
-            if fault in ("drop", "malformed_sse", "stall") and i == fault_at:
+            if fault in STREAM_FAULTS and i == fault_at:
                 return self._stream_fault(fault, meta, entry, release)
             # tokens on a fixed cadence from the first one, as vLLM's engine steps emit them:
             # the time this process takes to write a token does not add to the next one's delay
@@ -818,7 +824,7 @@ class Handler(BaseHTTPRequestHandler):
             if i == 0:
                 started = time.monotonic()
                 state.update(entry, first_token_sent_at=time.time())
-        if fault in ("drop", "malformed_sse", "stall"):
+        if fault in STREAM_FAULTS:
             return self._stream_fault(fault, meta, entry, release)
         for k, tc in enumerate(tool_calls):
             event(
@@ -859,11 +865,15 @@ class Handler(BaseHTTPRequestHandler):
     def _stream_fault(
         self, fault: str, meta: dict[str, Any], entry: dict[str, Any], release: threading.Event
     ) -> bool:
-        if fault == "malformed_sse":
-            self._chunk(
-                f'data: {{"id":"{meta["id"]}","object":"chat.completion.chunk",'
-                '"choices":[{"index":0,"delta":{"content":\n\n'
-            )
+        if fault in ("malformed_sse", "error_event"):
+            if fault == "malformed_sse":
+                self._chunk(
+                    f'data: {{"id":"{meta["id"]}","object":"chat.completion.chunk",'
+                    '"choices":[{"index":0,"delta":{"content":\n\n'
+                )
+            else:
+                error = error_body("Generation failed: the engine died.", 500)
+                self._chunk(f"data: {dumps(error)}\n\n")
             self._chunk("data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
             return False

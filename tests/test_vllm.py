@@ -226,6 +226,32 @@ def test_health_reports_the_server(demo_db: Path, fake_vllm: FakeVLLM) -> None:
     assert llm["message"] == "engine: llm (model fake-sql-model)"
 
 
+def test_tablechat_models_use_the_transport_and_own_models_keep_theirs(
+    demo_db: Path, fake_vllm: FakeVLLM
+) -> None:
+    from langchain_openai import ChatOpenAI
+
+    from tablechat.openai_transport import ChatCompletionsTransport
+
+    script(fake_vllm, sql=COUNT_SQL, as_json=False)
+    tc = connect(demo_db, fake_vllm.url)
+    assert tc.ask("How many customers are there?").rows == [(5000,)]
+    assert isinstance(tc._agent.client.model.async_client, ChatCompletionsTransport)
+    built = [r["headers"]["user-agent"] for r in fake_vllm.chat_requests()]
+    assert set(built) == {"tablechat"}
+    fake_vllm.reset()
+    script(fake_vllm, sql=COUNT_SQL, as_json=False)
+    own = ChatOpenAI(**fake_vllm.chat_openai_kwargs())
+    sdk = own.async_client
+    tc = tablechat.connect(demo_db, llm=own)
+    _OPEN.append(tc)
+    answer = tc.ask("How many customers are there?")
+    assert answer.error is None and answer.rows == [(5000,)]
+    assert own.async_client is sdk  # a model the user passes is used as it is
+    agents = {r["headers"]["user-agent"].split("/")[0] for r in fake_vllm.chat_requests()}
+    assert agents == {"AsyncOpenAI"}
+
+
 # -- faults -------------------------------------------------------------------------------------
 def test_dead_server_falls_back_offline_and_says_so(demo_db: Path) -> None:
     url = closed_port_url()

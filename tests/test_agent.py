@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from langchain_core.language_models import FakeListChatModel
+from pydantic import Field
 
 import tablechat
 from tablechat import events as ev
@@ -128,6 +129,56 @@ def test_stream_yields_the_typed_events_in_order(demo_db: Path) -> None:
     assert kinds.index("sql") < kinds.index("table") < kinds.index("answer")
     tokens = "".join(e.text for e in events if isinstance(e, ev.Token))
     assert tokens == "There are 5 regions."
+
+
+class _CallRecordingModel(FakeListChatModel):
+    """Records whether each reply was asked for whole (ainvoke) or as a stream (astream)."""
+
+    ways: list[str] = Field(default_factory=list)
+
+    async def ainvoke(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.ways.append("whole")
+        return await super().ainvoke(*args, **kwargs)
+
+    async def astream(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.ways.append("stream")
+        async for chunk in super().astream(*args, **kwargs):
+            yield chunk
+
+
+def _recording(demo_db: Path) -> tuple[tablechat.TableChat, _CallRecordingModel]:
+    model = _CallRecordingModel(
+        responses=["SELECT count(*) AS n FROM regions", "There are 5 regions."]
+    )
+    return tablechat.connect(demo_db, llm=model), model
+
+
+def test_ask_takes_the_answer_whole_not_as_a_stream(demo_db: Path) -> None:
+    tc, model = _recording(demo_db)
+    answer = tc.ask("how many regions")
+    assert answer.text == "There are 5 regions." and answer.rows == [(5,)]
+    assert model.ways == ["whole", "whole"]  # the SQL and the sentence
+    assert not any(isinstance(e, ev.Token) for e in answer.events)
+
+
+@pytest.mark.parametrize(("tokens", "ways"), [(True, ["whole", "stream"]),
+                                               (False, ["whole", "whole"])])
+def test_stream_streams_the_sentence_unless_told_not_to(
+    demo_db: Path, tokens: bool, ways: list[str]
+) -> None:
+    import asyncio
+
+    tc, model = _recording(demo_db)
+
+    async def collect() -> list[ev.Event]:
+        return [e async for e in tc.stream("how many regions", tokens=tokens)]
+
+    events = asyncio.run(collect())
+    assert model.ways == ways
+    pieces = [e.text for e in events if isinstance(e, ev.Token)]
+    assert ("".join(pieces) == "There are 5 regions.") is tokens and bool(pieces) is tokens
+    (final,) = [e for e in events if isinstance(e, ev.AnswerText)]
+    assert final.text == "There are 5 regions."
 
 
 def test_history_reaches_the_prompt(demo_db: Path) -> None:

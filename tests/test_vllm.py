@@ -126,14 +126,41 @@ def test_answer_with_constrained_sql(demo_db: Path, fake_vllm: FakeVLLM) -> None
         < prompt.index("How many customers are there?")
     assert '{"sql":' in prompt  # the reply format matches the constraint
     (answer_request,) = by_kind(fake_vllm, ANSWER)
-    assert answer_request["body"]["stream"] is True
-    assert answer_request["body"]["stream_options"] == {"include_usage": True}
+    assert answer_request["body"]["stream"] is False  # ask() waits for the whole sentence
     assert "structured_outputs" not in answer_request["body"]
     # sql + answer; a question naming the schema needs no router call
     assert answer.usage.llm_calls == 2
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == served(fake_vllm)
     statuses = [e.message for e in answer.events if isinstance(e, ev.Status)]
     assert "engine: llm (model fake-sql-model)" in statuses
+
+
+def _streamed(tc: tablechat.TableChat, question: str, **kwargs: Any) -> list[ev.Event]:
+    import asyncio
+
+    async def collect() -> list[ev.Event]:
+        return [e async for e in tc.stream(question, **kwargs)]
+
+    return asyncio.run(collect())
+
+
+def test_stream_streams_the_answer_sentence_with_usage(demo_db: Path, fake_vllm: FakeVLLM) -> None:
+    script(fake_vllm)
+    tc = connect(demo_db, fake_vllm.url)
+    usage = Usage()
+    events = _streamed(tc, "How many customers are there?", usage=usage)
+    tokens = [e.text for e in events if isinstance(e, ev.Token)]
+    assert "".join(tokens) == "There are 5000 customers." and len(tokens) > 1
+    (answer_request,) = by_kind(fake_vllm, ANSWER)
+    assert answer_request["body"]["stream"] is True
+    assert answer_request["body"]["stream_options"] == {"include_usage": True}
+    assert (usage.prompt_tokens, usage.completion_tokens) == served(fake_vllm)
+    fake_vllm.reset()
+    script(fake_vllm)
+    events = _streamed(tc, "How many customers are there?", tokens=False)
+    assert not [e for e in events if isinstance(e, ev.Token)]
+    (answer_request,) = by_kind(fake_vllm, ANSWER)
+    assert answer_request["body"]["stream"] is False
 
 
 def test_usage_counts_every_call(demo_db: Path, fake_vllm: FakeVLLM) -> None:
@@ -160,10 +187,16 @@ def test_chat_message_is_routed_with_a_constrained_choice(
     assert router["body"]["structured_outputs"] == {"choice": ["data", "chat"]}
     assert router["body"].get("max_completion_tokens", router["body"].get("max_tokens")) <= 8
     (chat,) = by_kind(fake_vllm, CHAT)
-    assert chat["body"]["stream"] is True and chat["body"]["messages"][0]["role"] == "system"
+    assert chat["body"]["stream"] is False and chat["body"]["messages"][0]["role"] == "system"
     assert not by_kind(fake_vllm, SQL)
     assert answer.usage.llm_calls == 2
-    assert any(isinstance(e, ev.Token) for e in answer.events)
+    fake_vllm.reset()
+    script(fake_vllm, route="chat", chat="Hi! I answer questions about the demo shop.")
+    events = _streamed(tc, "hello there, who are you?")
+    tokens = "".join(e.text for e in events if isinstance(e, ev.Token))
+    assert tokens == "Hi! I answer questions about the demo shop."
+    (chat,) = by_kind(fake_vllm, CHAT)
+    assert chat["body"]["stream"] is True
 
 
 def test_follow_up_is_rewritten_with_history_and_last_sql(
@@ -315,10 +348,16 @@ def test_malformed_chat_stream_is_a_clear_error(demo_db: Path, fake_vllm: FakeVL
         {"match": CHAT, "on": "prompt",
          "reply": {"content": "one two three four five six", "fault": "malformed_sse"}},
     ])
-    answer = connect(demo_db, fake_vllm.url, offline=StubOffline()).ask("hi, who are you?")
+    tc = connect(demo_db, fake_vllm.url, offline=StubOffline())
+    events = _streamed(tc, "hi, who are you?")
     # tokens had reached the person: no offline answer on top, a clear error instead
-    assert answer.error_type == "LLMUnavailableError" and "garbled" in (answer.error or "")
-    assert any(isinstance(e, ev.Token) for e in answer.events)
+    assert any(isinstance(e, ev.Token) for e in events)
+    (error,) = [e for e in events if isinstance(e, ev.Error)]
+    assert error.error_type == "LLMUnavailableError" and "garbled" in error.message
+    assert not [e for e in events if isinstance(e, ev.AnswerText)]
+    # ask() shows nothing before the reply is whole: the garbled reply leaves room to fall back
+    answer = tc.ask("hi, who are you?")
+    assert answer.error is None and "offline" in answer.text
 
 
 def test_500_then_success_is_retried(demo_db: Path, fake_vllm: FakeVLLM) -> None:

@@ -210,7 +210,8 @@ class TableChat:
         return text
 
     def context(
-        self, question: str, history: Any = None, *, session: str | None = None
+        self, question: str, history: Any = None, *, session: str | None = None,
+        stream_tokens: bool = True,
     ) -> QuestionContext:
         snap = self.snapshot(session)
         return QuestionContext(
@@ -222,32 +223,41 @@ class TableChat:
             settings=self.settings,
             semantic=self.semantic,
             session=session,
+            stream_tokens=stream_tokens,
         )
 
     async def stream(
         self, question: str, history: Any = None, *, session: str | None = None,
-        usage: Usage | None = None,
+        usage: Usage | None = None, tokens: bool = True,
     ) -> AsyncIterator[ev.Event]:
         """Answer ``question`` as an async stream of typed events, ending with ``Done``.
+
+        With ``tokens=False`` the answer sentence comes whole in the ``AnswerText`` event, with
+        no ``Token`` events before it (the model is asked for one reply, not a stream): for a
+        caller that shows nothing until the answer is complete.
 
         Raises :class:`BadQuestionError` before the first event for an empty or too long
         question; any later failure arrives as an ``Error`` event.
         """
         text = self._validate_question(question)
-        async for event in _loop.bridge(self._events(text, history, session, usage or Usage())):
+        events = self._events(text, history, session, usage or Usage(), stream_tokens=tokens)
+        async for event in _loop.bridge(events):
             yield event
 
     async def _events(
-        self, question: str, history: Any, session: str | None, usage: Usage
+        self, question: str, history: Any, session: str | None, usage: Usage,
+        stream_tokens: bool = True,
     ) -> AsyncIterator[ev.Event]:
         ok = True
         try:
             yield ev.Status(step="schema", message="reading schema")
             # thread hops only for work that may block (first schema read, probing the server)
             if self.database.snapshot_cached:
-                ctx = self.context(question, history, session=session)
+                ctx = self.context(question, history, session=session,
+                                   stream_tokens=stream_tokens)
             else:
-                ctx = await asyncio.to_thread(self.context, question, history, session=session)
+                ctx = await asyncio.to_thread(self.context, question, history, session=session,
+                                              stream_tokens=stream_tokens)
             if self._agent is not None or (self._llm is None and not self.settings.llm_url):
                 agent = self._agent
             else:
@@ -309,7 +319,9 @@ class TableChat:
             yield event
 
     async def _collect(self, answer: Answer, history: Any, session: str | None) -> Answer:
-        async for event in self._events(answer.question, history, session, answer.usage):
+        # nobody reads the sentence piece by piece: one reply, not a stream of tokens
+        async for event in self._events(answer.question, history, session, answer.usage,
+                                        stream_tokens=False):
             answer.apply(event)
         return answer
 

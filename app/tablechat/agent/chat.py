@@ -41,6 +41,10 @@ class ChatResponder:
 
     async def run(self, ctx: QuestionContext, usage: Usage) -> AsyncIterator[ev.Event]:
         yield ev.Status(step="chat", message="answering (no query needed)")
+        if not ctx.stream_tokens:
+            text = await self.client.invoke(chat_messages(ctx), usage, step="chat")
+            yield ev.AnswerText(text=text.strip(), engine="llm")
+            return
         parts: list[str] = []
         async for text in self.client.stream(chat_messages(ctx), usage, step="chat"):
             parts.append(text)

@@ -29,6 +29,9 @@ class QuestionContext:
     settings: Settings
     semantic: SemanticLayer | None = None
     session: str | None = None
+    # False when the caller waits for the whole answer (ask/aask): the sentence is asked for
+    # in one reply instead of streamed, which costs the client less for the same text
+    stream_tokens: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

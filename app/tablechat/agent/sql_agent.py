@@ -211,11 +211,11 @@ class SQLAgent:
         spec = chart_spec(result.columns, result.rows)
         if spec:
             yield ev.Chart(spec=spec)
-        async for event in self._answer(asked, sql, result, usage):
+        async for event in self._answer(ctx, asked, sql, result, usage):
             yield event
 
     async def _answer(
-        self, question: str, sql: str, result: QueryResult, usage: Usage
+        self, ctx: QuestionContext, question: str, sql: str, result: QueryResult, usage: Usage
     ) -> AsyncIterator[ev.Event]:
         yield ev.Status(step="answer", message="writing the answer")
         messages = answer_messages({
@@ -227,9 +227,12 @@ class SQLAgent:
         })
         parts: list[str] = []
         try:
-            async for text in self.client.stream(messages, usage, step="answer"):
-                parts.append(text)
-                yield ev.Token(text=text)
+            if ctx.stream_tokens:
+                async for text in self.client.stream(messages, usage, step="answer"):
+                    parts.append(text)
+                    yield ev.Token(text=text)
+            else:
+                parts.append(await self.client.invoke(messages, usage, step="answer"))
         except LLMUnavailableError as exc:
             # the data answer stands; only the sentence is missing
             parts = [f"Here is the result ({len(result.rows)} rows). "

@@ -198,3 +198,15 @@ def test_tablechat_serve_on_a_taken_port_exits_with_an_error(demo_db: Path) -> N
             env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "address already in use" in done.stderr.lower(), done.stderr
+
+
+def test_gradio_queue_does_not_poll_the_shared_loop_every_millisecond(demo_db: Path) -> None:
+    """Gradio looks for queued work every 1 ms on Linux; on the loop every question runs on
+    that was ~6 % of a core with nobody asking. UI events still run (test_web_gradio)."""
+    from starlette.routing import Mount
+
+    app = create_app(tablechat.connect(demo_db, llm=ScriptedChatModel()))
+    gradio_app = next(r.app for r in app.routes if isinstance(r, Mount))
+    queue = gradio_app.get_blocks()._queue  # type: ignore[attr-defined]
+    assert queue.sleep_when_free >= 0.02
+    assert queue.progress_update_sleep_when_free >= 0.1

@@ -21,6 +21,7 @@ import httpx
 import openai
 import pytest
 from gradio_client import Client
+from pydantic import Field
 
 import tablechat
 from tablechat import _loop
@@ -130,6 +131,41 @@ def test_concurrent_api_sessions_never_see_each_other(demo_db: Path) -> None:
                            json={"question": "How many rows are in pets?"}).json()
     assert results == [[[i + 1]] for i in range(len(sessions))]
     assert alone["rows"] == [] and "pets" in alone["error"]
+
+
+# --- what the model is asked for -------------------------------------------------------------
+class CountingModel(ScriptedChatModel):
+    """Counts streamed model calls (``_astream``) beside whole replies."""
+
+    streamed: list[str] = Field(default_factory=list)
+
+    async def _astream(self, messages: Any, stop: Any = None, run_manager: Any = None,
+                       **kwargs: Any) -> AsyncIterator[Any]:
+        self.streamed.append(str(messages[-1].content)[:40])
+        async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
+            yield chunk
+
+
+def test_json_answers_take_the_sentence_in_one_reply_streams_stream_it(demo_db: Path) -> None:
+    model = CountingModel(streamed=[])
+    question = {"question": "How many customers are there?"}
+    with live_server(tablechat.connect(demo_db, llm=model)) as server:
+        body = httpx.post(f"{server.url}/api/ask", json=question, timeout=60).json()
+        assert body["text"] == "There are 5,000 customers." and body["rows"] == [[5000]]
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        reply = client.chat.completions.create(
+            model="tablechat", messages=[{"role": "user", "content": question["question"]}])
+        assert (reply.choices[0].message.content or "").startswith("There are 5,000 customers.")
+        assert model.streamed == []  # nobody reads the sentence piece by piece: no stream
+        with httpx.stream("POST", f"{server.url}/api/ask", json=question, timeout=60,
+                          headers={"Accept": "text/event-stream"}) as r:
+            text = "".join(r.iter_text())
+        assert text.count("event: token") > 1
+        assert len(model.streamed) == 1
+        chunks = list(client.chat.completions.create(
+            model="tablechat", stream=True,
+            messages=[{"role": "user", "content": question["question"]}]))
+        assert len(chunks) > 4 and len(model.streamed) == 2
 
 
 # --- `tablechat serve` ----------------------------------------------------------------------

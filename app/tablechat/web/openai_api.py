@@ -131,7 +131,8 @@ def openai_router(tc: TableChat, metrics: Metrics) -> APIRouter:
         try:
             question, history = parse_messages(body.get("messages"))
             session = session_key(request, body.get("user"))
-            stream = await open_stream(tc, metrics, "openai", question, history, session, usage)
+            stream = await open_stream(tc, metrics, "openai", question, history, session, usage,
+                                       tokens=bool(body.get("stream")))
         except BadQuestionError as exc:
             metrics.bad_request("openai")
             return oai_error(400, str(exc), "messages")

@@ -76,11 +76,12 @@ async def read_body(request: Request) -> dict[str, Any]:
 
 async def open_stream(
     tc: TableChat, metrics: Metrics, front: str, question: Any, history: Any,
-    session: str | None, usage: Usage,
+    session: str | None, usage: Usage, *, tokens: bool = True,
 ) -> AsyncIterator[ev.Event]:
     """The question's events, metered. Bad input raises BadQuestionError here, before any
-    response starts (and is not counted as a question)."""
-    raw = tc.stream(question, history, session=session, usage=usage)
+    response starts (and is not counted as a question). ``tokens=False`` for a caller that
+    sends nothing before the answer is whole: the sentence is one model reply, not a stream."""
+    raw = tc.stream(question, history, session=session, usage=usage, tokens=tokens)
     first = await anext(aiter(raw))
 
     async def chained() -> AsyncIterator[ev.Event]:
@@ -118,12 +119,13 @@ def rest_router(tc: TableChat, metrics: Metrics) -> APIRouter:
                 raise BadQuestionError("history must be a list of messages")
             session = session_key(request, body.get("session"))
             usage = Usage()
-            stream = await open_stream(tc, metrics, "api", question, history, session, usage)
+            wants_sse = "text/event-stream" in request.headers.get("accept", "") \
+                or body.get("stream") is True
+            stream = await open_stream(tc, metrics, "api", question, history, session, usage,
+                                       tokens=wants_sse)
         except BadQuestionError as exc:
             metrics.bad_request("api")
             return error(400, str(exc), type(exc).__name__)
-        wants_sse = "text/event-stream" in request.headers.get("accept", "") \
-            or body.get("stream") is True
         if wants_sse:
             async def events() -> AsyncIterator[str]:
                 async for event in stream:

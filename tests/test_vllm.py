@@ -412,6 +412,22 @@ def run_cli(*args: str, timeout_s: float = 60, **env: str) -> subprocess.Complet
     )
 
 
+def test_a_program_that_never_closes_exits_quietly(demo_db: Path, fake_vllm: FakeVLLM) -> None:
+    script(fake_vllm)
+    program = (
+        "import sys, tablechat\n"
+        "tc = tablechat.connect(sys.argv[1], llm=sys.argv[2], llm_max_retries=0)\n"
+        "print(tc.ask('How many customers are there?').text)\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TABLECHAT_")}
+    done = subprocess.run([sys.executable, "-c", program, str(demo_db), fake_vllm.url],
+                          capture_output=True, text=True, timeout=60, env=environ, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "There are 5000 customers." in done.stdout
+    # the transport's aiohttp session is closed at exit: no "Unclosed client session"
+    assert "Unclosed" not in done.stderr and "Traceback" not in done.stderr
+
+
 def test_cli_ask_through_vllm(demo_db: Path, fake_vllm: FakeVLLM) -> None:
     script(fake_vllm)
     done = run_cli("How many customers are there?", "--database", str(demo_db),

@@ -29,6 +29,7 @@ once handed over is never retried.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import email.utils
 import json
 import logging
@@ -36,6 +37,7 @@ import math
 import random
 import time
 import urllib.request
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
@@ -363,6 +365,7 @@ class ChatCompletionsTransport:
         session = aiohttp.ClientSession(connector=connector, timeout=self.timeout,
                                         trust_env=False)  # proxies: read once, _env_proxy
         self._session, self._loop = session, loop
+        _OPEN.add(self)
         return session
 
     async def aclose(self) -> None:
@@ -370,6 +373,22 @@ class ChatCompletionsTransport:
         session, self._session, self._loop = self._session, None, None
         if session is not None and not session.closed:
             await session.close()
+
+    def _close_at_exit(self) -> None:
+        """Close a session left open on a loop still running in another thread (tablechat's
+        background loop), so a program that never closed its TableChat exits quietly."""
+        session, loop = self._session, self._loop
+        if session is None or session.closed or loop is None or not loop.is_running():
+            return
+        try:
+            if asyncio.get_running_loop() is loop:
+                return
+        except RuntimeError:
+            pass
+        try:
+            asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(timeout=2)
+        except Exception as exc:  # exiting anyway
+            log.debug("closing the LLM transport at exit: %s", exc)
 
     async def create(self, **params: Any) -> Any:
         return (await self.send(params))[0]
@@ -437,6 +456,15 @@ class ChatCompletionsTransport:
             sock_connect=self.timeout.sock_connect if connect is None else connect,
             sock_read=self.timeout.sock_read if read is None else read,
         )
+
+
+_OPEN: weakref.WeakSet[ChatCompletionsTransport] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_transports() -> None:
+    for transport in list(_OPEN):
+        transport._close_at_exit()
 
 
 __all__ = [

@@ -32,7 +32,12 @@ from tablechat.llm import (
     resolve_model_name,
     server_root,
 )
-from tablechat.openai_transport import ChatCompletionsTransport, backoff, retry_delay
+from tablechat.openai_transport import (
+    ChatCompletionsTransport,
+    SSEStream,
+    backoff,
+    retry_delay,
+)
 from tests.support.fake_vllm_client import FakeVLLM
 
 T = TypeVar("T")
@@ -568,6 +573,75 @@ def test_transport_pool_holds_64_concurrent_requests(fake_vllm: FakeVLLM) -> Non
 
     # all in flight at once: none waited for a free connection in the pool
     assert with_transport(fake_vllm, use) == many
+
+
+class _ScriptedBody:
+    """Stands in for an aiohttp response: ``content.readany()`` returns the given pieces."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.content = self
+        self._pieces = list(pieces)
+        self.closed = self.released = False
+
+    async def readany(self) -> bytes:
+        return self._pieces.pop(0) if self._pieces else b""
+
+    def is_eof(self) -> bool:
+        return not self._pieces
+
+    def close(self) -> None:
+        self.closed = True
+
+    def release(self) -> None:
+        self.released = True
+
+
+def read_sse(pieces: list[bytes]) -> tuple[list[object], _ScriptedBody]:
+    body = _ScriptedBody(pieces)
+
+    async def run() -> list[object]:
+        async with SSEStream(body, "http://127.0.0.1:9/v1/chat/completions") as stream:  # type: ignore[arg-type]
+            return [chunk async for chunk in stream]
+
+    return asyncio.run(run()), body
+
+
+def test_sse_parsing_follows_the_event_stream_format() -> None:
+    pieces = [
+        b": a comment\r\n",
+        b'data: {"a":\r\ndata: 1}\r\n\r\nda',  # CRLF, one event over two data lines
+        b'ta:{"b": 2}\n\nid: 7\nretry: 10\n',  # split mid-line; no space after the colon
+        b'data: {"c": 3}\n\n',
+        b"data: [DONE]\n\n",
+        b'data: {"after": "done"}\n\n',  # nothing after [DONE] counts
+    ]
+    chunks, body = read_sse(pieces)
+    assert chunks == [{"a": 1}, {"b": 2}, {"c": 3}]
+    assert body.released and not body.closed  # read to the end: the connection is pooled
+
+
+def test_sse_error_event_and_malformed_data_close_the_response() -> None:
+    with pytest.raises(openai.APIError, match="overloaded"):
+        read_sse([b'event: error\ndata: {"message": "overloaded"}\n\n'])
+    with pytest.raises(openai.APIError, match="old style"):
+        read_sse([b'data: {"object": "error", "message": "old style", "code": 400}\n\n'])
+    body = _ScriptedBody([b'data: {"ok": 1}\n\ndata: {"broken"\n\n'])
+
+    async def run() -> list[object]:
+        seen: list[object] = []
+        async with SSEStream(body, "http://127.0.0.1:9/v1") as stream:  # type: ignore[arg-type]
+            async for chunk in stream:
+                seen.append(chunk)
+        return seen
+
+    with pytest.raises(json.JSONDecodeError):
+        asyncio.run(run())
+    assert body.closed
+
+
+def test_sse_stream_ending_without_done_just_ends() -> None:
+    chunks, body = read_sse([b'data: {"a": 1}\n\ndata: {"partial": '])
+    assert chunks == [{"a": 1}] and body.released
 
 
 def test_retry_policy() -> None:

@@ -218,6 +218,7 @@ class SSEStream:
             if self._ready:
                 event, data = self._ready.popleft()
                 if data.startswith(b"[DONE]"):
+                    self._ready.clear()  # nothing after [DONE] counts
                     await self._done()
                     raise StopAsyncIteration
                 try:

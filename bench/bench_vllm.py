@@ -7,6 +7,11 @@
     throughput as a share of the ideal, 32 / (single-question latency), i.e. what 32 questions
     would take if they overlapped perfectly on a server that never slows down.
 
+"Bare ChatOpenAI" makes the same two calls through LangChain's ChatOpenAI as it comes (the
+openai SDK underneath); tablechat's own models send them through its aiohttp transport
+(``tablechat.openai_transport``). Client CPU is ``time.process_time`` of this process (the
+fake server is another process), per question, alone and under the 32 concurrent questions.
+
 The fake server is started with TCP_NODELAY on its sockets, as uvicorn (under vLLM) sets it:
 without it, Nagle's algorithm holds each small SSE write until the client's delayed ACK (up to
 40 ms on Linux), which would be measured as our overhead. The row "fake server without
@@ -124,16 +129,24 @@ def _single_latency(tc: Any) -> float:
 
 
 def _concurrent_wall(tc: Any) -> float:
+    return _concurrent(tc)[0]
+
+
+def _concurrent(tc: Any) -> tuple[float, float]:
+    """(wall s, client CPU s per question) for CONCURRENT questions at once."""
+
     async def many() -> list[Any]:
         return await asyncio.gather(*(tc.aask(QUESTION) for _ in range(CONCURRENT)))
 
+    cpu = time.process_time()
     start = time.perf_counter()
     answers = asyncio.run(many())
     wall = time.perf_counter() - start
+    cpu = (time.process_time() - cpu) / CONCURRENT
     failed = [a.error for a in answers if a.error]
     if failed:
         raise RuntimeError(f"{len(failed)} of {CONCURRENT} failed: {failed[0]}")
-    return wall
+    return wall, cpu
 
 
 def _bare_prompts(tc: Any) -> tuple[list[Any], list[Any]]:
@@ -150,8 +163,11 @@ def _bare_prompts(tc: Any) -> tuple[list[Any], list[Any]]:
     return sql, answer
 
 
-def _bare(server: Any, prompts: tuple[list[Any], list[Any]]) -> tuple[float, float, float]:
-    """The same two calls through a bare ChatOpenAI: (latency s, CPU s per question, 32-wall s)."""
+def _bare(
+    server: Any, prompts: tuple[list[Any], list[Any]]
+) -> tuple[float, float, float, float]:
+    """The same two calls through a bare ChatOpenAI: (latency s, CPU s per question, 32-wall s,
+    CPU s per question under 32)."""
     import openai
     from langchain_openai import ChatOpenAI
 
@@ -159,11 +175,11 @@ def _bare(server: Any, prompts: tuple[list[Any], list[Any]]) -> tuple[float, flo
     schema = {"json": {"type": "object", "properties": {"sql": {"type": "string"}}}}
 
     async def one(model: Any) -> None:
+        # as TableChat.aask makes them: both replies whole (stream() streams the answer)
         await model.bind(extra_body={"structured_outputs": schema}).ainvoke(sql_prompt)
-        async for _ in model.astream(answer_prompt):
-            pass
+        await model.ainvoke(answer_prompt)
 
-    async def measure() -> tuple[float, float, float]:
+    async def measure() -> tuple[float, float, float, float]:
         model = ChatOpenAI(**server.chat_openai_kwargs(timeout=openai.Timeout(60, connect=5),
                                                        max_tokens=512))
         await one(model)
@@ -173,11 +189,13 @@ def _bare(server: Any, prompts: tuple[list[Any], list[Any]]) -> tuple[float, flo
             await one(model)
             samples.append(time.perf_counter() - start)
         cpu = (time.process_time() - cpu) / LATENCY_RUNS
+        many_cpu = time.process_time()
         start = time.perf_counter()
         await asyncio.gather(*(one(model) for _ in range(CONCURRENT)))
         wall = time.perf_counter() - start
+        many_cpu = (time.process_time() - many_cpu) / CONCURRENT
         await model.root_async_client.close()
-        return statistics.median(samples), cpu, wall
+        return statistics.median(samples), cpu, wall, many_cpu
 
     return asyncio.run(measure())
 
@@ -196,11 +214,11 @@ def run() -> list[Row]:
             cpu = time.process_time()
             single = _single_latency(tc)
             cpu = (time.process_time() - cpu) / LATENCY_RUNS
-            wall = _concurrent_wall(tc)
+            wall, many_cpu = _concurrent(tc)
             prompts = _bare_prompts(tc)
         finally:
             tc.close()
-        bare_single, bare_cpu, bare_wall = _bare(server, prompts)
+        bare_single, bare_cpu, bare_wall, bare_many_cpu = _bare(server, prompts)
     with _fake_server(nodelay=False) as server:
         _script(server)
         tc = tablechat.connect(None, llm=server.url, llm_max_retries=0)
@@ -222,6 +240,8 @@ def run() -> list[Row]:
             theirs=bare_single * 1000, alternative=bare),
         Row("vLLM path: client CPU per question", cpu * 1000, "ms", theirs=bare_cpu * 1000,
             alternative=bare),
+        Row(f"vLLM path: client CPU per question, {CONCURRENT} concurrent", many_cpu * 1000, "ms",
+            theirs=bare_many_cpu * 1000, alternative=bare),
         Row(f"vLLM path: {CONCURRENT} concurrent questions, wall time", wall * 1000, "ms",
             theirs=bare_wall * 1000, alternative=bare),
         Row(f"vLLM path: {CONCURRENT} concurrent, throughput", CONCURRENT / wall, "q/s",

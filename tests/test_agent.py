@@ -136,6 +136,10 @@ class _CallRecordingModel(FakeListChatModel):
 
     ways: list[str] = Field(default_factory=list)
 
+    def invoke(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.ways.append("whole")
+        return super().invoke(*args, **kwargs)
+
     async def ainvoke(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
         self.ways.append("whole")
         return await super().ainvoke(*args, **kwargs)
@@ -179,6 +183,34 @@ def test_stream_streams_the_sentence_unless_told_not_to(
     assert ("".join(pieces) == "There are 5 regions.") is tokens and bool(pieces) is tokens
     (final,) = [e for e in events if isinstance(e, ev.AnswerText)]
     assert final.text == "There are 5 regions."
+
+
+def test_a_sync_only_model_is_called_in_a_worker_thread_never_on_the_loop(demo_db: Path) -> None:
+    import threading
+
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    threads: dict[str, str] = {}
+
+    class SyncOnly(FakeListChatModel):
+        def _call(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+            threads["sync"] = threading.current_thread().name
+            return super()._call(messages, stop, run_manager, **kwargs)
+
+    class NativeAsync(FakeListChatModel):
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+            threads["async"] = threading.current_thread().name
+            text = self.responses[self.i % len(self.responses)]
+            self.i += 1
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
+
+    replies = ["SELECT count(*) AS n FROM regions", "There are 5 regions."]
+    for model in (SyncOnly(responses=replies), NativeAsync(responses=replies)):
+        answer = tablechat.connect(demo_db, llm=model).ask("how many regions")
+        assert answer.text == "There are 5 regions." and answer.rows == [(5,)]
+    assert threads["async"] == "tablechat-loop"  # an async model runs on the loop itself
+    assert threads["sync"] not in ("tablechat-loop", "MainThread")  # a blocking one never
 
 
 def test_history_reaches_the_prompt(demo_db: Path) -> None:

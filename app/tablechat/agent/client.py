@@ -34,6 +34,13 @@ def text_of(message: BaseMessage | BaseMessageChunk) -> str:
     return "".join(parts)
 
 
+def _sync_only(model: BaseChatModel) -> bool:
+    from langchain_core.language_models.chat_models import SimpleChatModel
+
+    own = type(model)._agenerate
+    return own is BaseChatModel._agenerate or own is SimpleChatModel._agenerate
+
+
 class LLMClient:
     """A chat model plus how to call it: timeout, structured outputs, token accounting."""
 
@@ -51,6 +58,10 @@ class LLMClient:
         self.timeout = timeout
         # bind request options (max_tokens, extra_body) only for OpenAI-protocol models
         self.openai_compatible = is_openai_compatible(model)
+        # a model with no asynchronous generate of its own: LangChain's ainvoke would run its
+        # synchronous one in a thread anyway, behind an async layer that costs more than the
+        # call; invoke it in a thread directly
+        self.sync_only = _sync_only(model)
         self.calls: dict[str, int] = {}  # step -> calls, for logs and tests
 
     async def aclose(self) -> None:
@@ -103,7 +114,10 @@ class LLMClient:
         try:
             # asyncio.timeout, not wait_for: no extra task per call
             async with asyncio.timeout(self.timeout):
-                message = await self.model.ainvoke(prompt, **options)
+                if self.sync_only:
+                    message = await asyncio.to_thread(self.model.invoke, prompt, **options)
+                else:
+                    message = await self.model.ainvoke(prompt, **options)
         except TableChatError:
             raise
         except Exception as exc:

@@ -35,14 +35,16 @@ from .rest import rest_router
 from .ui import CSS, build_ui
 
 UPLOAD_SLACK_MB = 1.0  # gradio refuses far larger uploads itself; ours says why for the rest
-# on shutdown, open streams (a browser tab's Gradio event stream never ends by itself) get this
-# long to finish before they are closed
+# on shutdown, requests still open (an answer being streamed, a UI event) get this long to
+# finish before their connections are closed
 GRACEFUL_SHUTDOWN_SECONDS = 3.0
 # Gradio's queue looks for work every 1 ms (and for progress every 10 ms) on Linux: ~1,100
 # wake-ups a second, ~6 % of a core when idle, on the loop every question runs on. 20 ms (and
 # 100 ms) is still instant to a person.
 QUEUE_POLL_SECONDS = 0.02
 PROGRESS_POLL_SECONDS = 0.1
+# the thread waiting for the server wakes this often: a signal delivered to another thread
+# runs its Python handler only when the main thread does
 POLL_SECONDS = 0.25
 
 
@@ -179,8 +181,6 @@ class BackgroundServer:
             raise RuntimeError("waiting for the server on its own loop would block it")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            # in short waits: a signal delivered to another thread runs its Python handler
-            # only when the main thread wakes up
             left = POLL_SECONDS if deadline is None else min(POLL_SECONDS,
                                                              deadline - time.monotonic())
             try:

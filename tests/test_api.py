@@ -13,6 +13,7 @@ from langchain_core.language_models import FakeListChatModel
 
 import tablechat
 from tablechat.cli import main
+from tests.support.sqlite_files import sqlite_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,15 +110,11 @@ def test_llm_must_be_url_or_chat_model(demo_db: Path) -> None:
 
 
 def test_sqlalchemy_url_works_end_to_end(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "pets.sqlite"
-    con = sqlite3.connect(path)
-    con.executescript(
+    path = sqlite_file(
+        tmp_path / "pets.sqlite",
         "CREATE TABLE pets(id INTEGER PRIMARY KEY, kind TEXT, age INTEGER);"
-        "INSERT INTO pets VALUES (1,'cat',3),(2,'dog',5),(3,'cat',1);"
+        "INSERT INTO pets VALUES (1,'cat',3),(2,'dog',5),(3,'cat',1);",
     )
-    con.close()
     tc = tablechat.connect(
         f"sqlite:///{path}",
         llm=FakeListChatModel(

@@ -12,6 +12,7 @@ import pytest
 
 from tablechat import ConfigurationError, QueryTimeoutError, SQLExecutionError
 from tablechat.sql.database import DuckDBDatabase, open_database
+from tests.support.sqlite_files import sqlite_file
 from tests.test_guard import HOSTILE
 
 # Statements the sandbox lets run because they only read metadata or touch the session's own
@@ -187,16 +188,12 @@ def test_snapshot_has_keys_counts_and_samples(sandbox: DuckDBDatabase) -> None:
 
 
 def test_sqlite_through_sqlalchemy_is_read_only_with_a_timeout(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "shop.sqlite"
-    con = sqlite3.connect(path)
-    con.executescript(
+    path = sqlite_file(
+        tmp_path / "shop.sqlite",
         "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT);"
         "CREATE TABLE orders(id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id));"
-        "INSERT INTO customers VALUES (1, 'Ada'), (2, 'Linus'); INSERT INTO orders VALUES (1, 2);"
+        "INSERT INTO customers VALUES (1, 'Ada'), (2, 'Linus'); INSERT INTO orders VALUES (1, 2);",
     )
-    con.close()
     db = open_database(f"sqlite:///{path}", timeout=1.0)
     try:
         assert db.dialect == "sqlite"
@@ -221,13 +218,10 @@ def test_sqlite_through_sqlalchemy_is_read_only_with_a_timeout(tmp_path: Path) -
 
 
 def test_every_pooled_sqlite_connection_is_read_only(tmp_path: Path) -> None:
-    import sqlite3
     from concurrent.futures import ThreadPoolExecutor
 
-    path = tmp_path / "shop.sqlite"
-    con = sqlite3.connect(path)
-    con.executescript("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1), (2), (3);")
-    con.close()
+    path = sqlite_file(tmp_path / "shop.sqlite",
+                       "CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1), (2), (3);")
     db = open_database(f"sqlite:///{path}", timeout=5.0)
     barrier = threading.Barrier(4)
 

@@ -10,6 +10,7 @@ SQLite/MySQL habits of LLMs. The database sandbox enforces the same rules again
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
@@ -17,6 +18,9 @@ from typing import cast
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import OptimizeError, ParseError, SqlglotError
+from sqlglot.generator import Generator
+from sqlglot.parser import Parser
+from sqlglot.tokens import Tokenizer
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
@@ -208,6 +212,22 @@ def _func_name(node: exp.Func) -> str:
     return node.sql_name().lower()
 
 
+class _Codec(threading.local):
+    """One dialect's tokenizer, parser and generator, built once per thread and reused (each
+    resets itself per call; building them costs about as much as parsing a short query)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.tokenizer: Tokenizer = dialect.tokenizer()
+        self.parser: Parser = dialect.parser()
+        self.generator: Generator = dialect.generator()
+
+    def parse(self, sql: str) -> list[exp.Expr | None]:
+        return self.parser.parse(self.tokenizer.tokenize(sql), sql)
+
+    def generate(self, tree: exp.Expr) -> str:
+        return self.generator.generate(tree, copy=False)
+
+
 def _error_position(error: ParseError) -> tuple[int | None, int | None]:
     errors = getattr(error, "errors", None) or []
     if errors:
@@ -237,6 +257,7 @@ class SQLGuard:
                          for t, cols in self.schema.items()}
         # dialect objects built once: sqlglot looks a dialect name up on every call otherwise
         self._dialect = Dialect.get_or_raise(dialect)
+        self._codec = _Codec(self._dialect)
         self._repair = tuple(Dialect.get_or_raise(d) for d in REPAIR_DIALECTS if d != dialect)
         # built once: qualify() would otherwise copy and normalize the schema on every call
         self._mapping = MappingSchema(dict(self.schema), dialect=dialect)
@@ -254,7 +275,7 @@ class SQLGuard:
         tables = frozenset(t.name for t in refs.tables if t.name)
         limited = self._apply_limit(tree, cap)
         # generate what runs first: a column check by qualify rewrites the tree in place
-        out = self._dialect.generate(tree, copy=False)
+        out = self._codec.generate(tree)
         if self._columns_resolve(refs):
             return CheckedSQL(out, text, tables, limited, repaired)
         out, notes = self._validate(tree, out, text)
@@ -263,7 +284,7 @@ class SQLGuard:
     # -- layers -------------------------------------------------------------------------------
     def _parse(self, text: str) -> tuple[exp.Expr, bool]:
         first_error: ParseError | None = None
-        for i, dialect in enumerate((self._dialect, *self._repair)):
+        for i, dialect in enumerate((self._codec, *self._repair)):
             try:
                 statements = [s for s in dialect.parse(text) if s is not None]
             except ParseError as exc:

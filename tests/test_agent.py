@@ -39,7 +39,7 @@ def test_correct_first_answer(demo_db: Path) -> None:
     assert sum(r[1] for r in answer.rows) == 40
     assert answer.text == "Europe has the most stores (12)."
     assert answer.chart is not None and answer.chart["type"] == "bar"
-    assert answer.sql is not None and answer.sql.endswith("LIMIT 1000")
+    assert answer.sql is not None and answer.sql.endswith("LIMIT 1001")
     assert list(answer.df.columns) == ["region", "stores"]
 
 

@@ -101,7 +101,30 @@ def test_run_sql_refuses_unsafe_sql(demo_db: Path) -> None:
 def test_max_rows_setting_caps_results(demo_db: Path) -> None:
     tc = tablechat.connect(demo_db, max_rows=7)
     a = tc.run_sql("SELECT id FROM customers")
-    assert len(a.rows) == 7 and a.sql.endswith("LIMIT 7")
+    # the guard asks for one row more than the cap, only to tell that the result was cut
+    assert len(a.rows) == 7 and a.sql.endswith("LIMIT 8") and a.truncated
+    whole = tc.run_sql("SELECT id FROM customers ORDER BY id LIMIT 7")
+    assert len(whole.rows) == 7 and not whole.truncated
+    short = tc.run_sql("SELECT name FROM regions LIMIT 3")
+    assert len(short.rows) == 3 and not short.truncated
+
+
+def test_truncation_is_told_on_a_sqlalchemy_database(tmp_path: Path) -> None:
+    path = sqlite_file(
+        tmp_path / "nums.sqlite",
+        "CREATE TABLE nums(n INTEGER);" + "".join(f"INSERT INTO nums VALUES ({i});"
+                                                  for i in range(5)),
+    )
+    cut = tablechat.connect(f"sqlite:///{path}", max_rows=3)
+    whole = tablechat.connect(f"sqlite:///{path}", max_rows=5)
+    try:
+        a = cut.run_sql("SELECT n FROM nums ORDER BY n")
+        assert a.rows == [(0,), (1,), (2,)] and a.truncated
+        b = whole.run_sql("SELECT n FROM nums ORDER BY n")
+        assert len(b.rows) == 5 and not b.truncated
+    finally:
+        cut.close()
+        whole.close()
 
 
 def test_llm_must_be_url_or_chat_model(demo_db: Path) -> None:

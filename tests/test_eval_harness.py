@@ -13,6 +13,7 @@ import pytest
 from tablechat.cli import main
 from tablechat.eval import EvalOptions, load_dataset, run_eval, summarize
 from tablechat.eval.datasets import DatasetError
+from tablechat.eval.harness import without_row_cap
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_QUESTIONS = REPO / "data" / "questions" / "demo.jsonl"
@@ -208,6 +209,21 @@ def test_llm_engine_scores_right_and_wrong_predictions(
     assert all(results[i].llm_calls >= 1 for i in ("s1", "s2", "s3", "s4", "s5", "z1", "z2"))
     assert results["s1"].prompt_tokens > 0 and results["s1"].completion_tokens > 0
     assert summary.llm_calls >= SCORABLE
+
+
+def test_a_prediction_cut_by_the_row_cap_is_compared_whole(
+    dataset_dir: Path, cache_dir: Path, fake_vllm: Any
+) -> None:
+    fake_vllm.script(rules=[{"match": "List the item names", "on": "prompt",
+                             "reply": {"content": "SELECT name FROM items"}}])
+    options = EvalOptions(engine="llm", llm_url=fake_vllm.url, workers=1, max_rows=2)
+    results = by_id(run_eval(load_dataset(dataset_dir), options))
+    assert results["s2"].correct, results["s2"].reason
+
+
+def test_without_row_cap_drops_only_the_imposed_limit() -> None:
+    assert without_row_cap("SELECT a FROM t LIMIT 3", "duckdb", 2) == "SELECT a FROM t"
+    assert without_row_cap("SELECT a FROM t LIMIT 2", "duckdb", 2) == "SELECT a FROM t LIMIT 2"
 
 
 def test_rows_with_equal_sort_keys_may_come_in_any_order(

@@ -208,7 +208,7 @@ def test_validation_runs_on_a_copy_and_the_original_shape_is_executed(guard: SQL
     out = guard.check("SELECT name FROM customers c JOIN orders o ON o.customer_id = c.id")
     # qualify would have added aliases and quotes; the executed SQL keeps the original shape
     assert out.sql == (
-        "SELECT name FROM customers AS c JOIN orders AS o ON o.customer_id = c.id LIMIT 100"
+        "SELECT name FROM customers AS c JOIN orders AS o ON o.customer_id = c.id LIMIT 101"
     )
 
 
@@ -322,8 +322,9 @@ def test_typed_and_anonymous_readers_are_both_caught(guard: SQLGuard) -> None:
 
 # --- layer 5: row cap -----------------------------------------------------------------------------
 def test_missing_limit_is_added(guard: SQLGuard) -> None:
+    # one row beyond the cap of 100, so the database layer can tell a cut result
     out = guard.check("SELECT id FROM customers")
-    assert out.sql.endswith("LIMIT 100") and out.limit == 100
+    assert out.sql.endswith("LIMIT 101") and out.limit == 100
 
 
 def test_smaller_limit_is_kept(guard: SQLGuard) -> None:
@@ -333,12 +334,19 @@ def test_smaller_limit_is_kept(guard: SQLGuard) -> None:
 
 def test_larger_limit_is_lowered(guard: SQLGuard) -> None:
     out = guard.check("SELECT id FROM customers LIMIT 100000")
-    assert out.sql.endswith("LIMIT 100") and "100000" not in out.sql
+    assert out.sql.endswith("LIMIT 101") and "100000" not in out.sql and out.limit == 100
+
+
+def test_limit_at_the_cap_is_kept(guard: SQLGuard) -> None:
+    out = guard.check("SELECT id FROM customers LIMIT 100")
+    assert out.sql.endswith("LIMIT 100") and out.limit == 100
+    out = guard.check("SELECT id FROM customers LIMIT 101")
+    assert out.sql.endswith("LIMIT 101") and out.limit == 100
 
 
 def test_union_gets_one_limit_on_the_whole(guard: SQLGuard) -> None:
     out = guard.check("SELECT id FROM customers UNION SELECT customer_id FROM orders")
-    assert out.sql.endswith("LIMIT 100")
+    assert out.sql.endswith("LIMIT 101")
     assert out.sql.count("LIMIT") == 1
 
 
@@ -362,6 +370,6 @@ def test_mysql_backticks_are_repaired(guard: SQLGuard) -> None:
 def test_output_is_transpiled_to_the_target_dialect() -> None:
     pg = SQLGuard(SCHEMA, dialect="postgres", max_rows=10)
     out = pg.check("SELECT id FROM customers")
-    assert out.sql == "SELECT id FROM customers LIMIT 10"
+    assert out.sql == "SELECT id FROM customers LIMIT 11"
     tsql = SQLGuard(SCHEMA, dialect="tsql", max_rows=10)
-    assert "TOP 10" in tsql.check("SELECT id FROM customers").sql
+    assert "TOP 11" in tsql.check("SELECT id FROM customers").sql

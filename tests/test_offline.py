@@ -247,7 +247,7 @@ def test_event_stream_of_an_answer(offline_tc: TableChat) -> None:
 def test_generated_sql_goes_through_the_guard(offline_tc: TableChat) -> None:
     answer = ask(offline_tc, "List the customers who live in Tokyo")
     assert answer.sql is not None
-    assert "LIMIT 1000" in answer.sql  # the guard's row cap was applied
+    assert "LIMIT 1001" in answer.sql  # the guard's row cap (+1 to tell a cut result)
     checked = offline_tc.guard(offline_tc.snapshot()).check(answer.sql)
     assert checked.tables == {"customers"}
 

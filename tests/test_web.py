@@ -131,8 +131,8 @@ def test_pages_say_what_they_show(tmp_path: Path) -> None:
     frame, info, page = result.page(0)
     assert len(frame) == PAGE_SIZE and page == 0
     assert info.startswith("Showing rows 1–50 of 120") and "row cap" in info
-    assert "row cap" in Result("", ["a"], [(1,)] * 10, cap=10).info()
-    assert "row cap" not in Result("", ["a"], [(1,)] * 9, cap=10).info()
+    assert "row cap" in Result("", ["a"], [(1,)] * 10, truncated=True).info()
+    assert "row cap" not in Result("", ["a"], [(1,)] * 10).info()  # exactly the cap, not cut
     frame, info, page = result.page(99)
     assert page == 2 and len(frame) == 20 and "rows 101–120 of 120" in info
     assert Result("", ["a"], [(1,)]).info() == "1 row"

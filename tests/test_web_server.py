@@ -44,7 +44,7 @@ def test_ask_returns_the_ask_json_shape(http: httpx.Client) -> None:
     r = http.post("/api/ask", json={"question": "How many customers are there?"})
     assert r.status_code == 200
     body = r.json()
-    assert body["sql"] == "SELECT COUNT(*) AS customers FROM customers LIMIT 1000"
+    assert body["sql"] == "SELECT COUNT(*) AS customers FROM customers LIMIT 1001"
     assert (body["columns"], body["rows"]) == (["customers"], [[5000]])
     assert body["text"] == "There are 5,000 customers." and body["engine"] == "llm"
     assert body["chart"]["type"] == "number" and body["error"] is None

@@ -24,6 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlglot
+from sqlglot import exp
+
 from ..answer import Answer
 from ..api import connect
 from ..core import TableChat
@@ -172,11 +175,22 @@ def _answer(tc: TableChat, question: Question, engine: str) -> Answer:
 
 
 def _predicted_rows(tc: TableChat, answer: Answer) -> list[tuple[Any, ...]]:
-    """The prediction's whole result: the answer's rows, or its SQL run again if truncated."""
+    """The prediction's whole result: the answer's rows, or, when the row cap cut them, its
+    SQL run again without the LIMIT the guard imposed."""
     if not answer.truncated:
         return answer.rows
     assert answer.sql is not None
-    return tc.database.execute(answer.sql, max_rows=GOLD_MAX_ROWS).rows
+    sql = without_row_cap(answer.sql, tc.database.dialect, tc.settings.max_rows)
+    return tc.database.execute(sql, max_rows=GOLD_MAX_ROWS).rows
+
+
+def without_row_cap(sql: str, dialect: str, cap: int) -> str:
+    """``sql`` without the guard's imposed ``LIMIT cap + 1`` (see ``SQLGuard.check``)."""
+    tree = sqlglot.parse_one(sql, read=dialect)
+    limit = tree.args.get("limit")
+    if isinstance(limit, exp.Limit) and limit.expression == exp.Literal.number(cap + 1):
+        tree.set("limit", None)
+    return tree.sql(dialect=dialect)
 
 
 def evaluate_question(dbs: _Databases, question: Question, engine: str) -> QuestionResult:

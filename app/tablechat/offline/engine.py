@@ -236,6 +236,5 @@ class OfflineEngine:
         if spec is not None:
             yield ev.Chart(spec=spec)
         intent = plan.intent or Intent()
-        cut = result.truncated or len(result.rows) >= ctx.settings.max_rows
-        text = answer_text(intent, result.columns, result.rows, cut)
+        text = answer_text(intent, result.columns, result.rows, result.truncated)
         yield ev.AnswerText(text=text, engine=self.name)

@@ -19,10 +19,10 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import OptimizeError, ParseError, SqlglotError
 from sqlglot.generator import Generator
-from sqlglot.parser import Parser
-from sqlglot.tokens import Tokenizer
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.parser import Parser
 from sqlglot.schema import MappingSchema
+from sqlglot.tokens import Tokenizer
 
 from ..errors import InvalidSQLError, UnsafeSQLError
 
@@ -190,7 +190,7 @@ class CheckedSQL:
     sql: str  # what to execute, in the target dialect
     original: str
     tables: frozenset[str]
-    limit: int | None  # the effective row cap
+    limit: int | None  # the effective row cap (an imposed cap runs as LIMIT cap + 1)
     repaired: bool = False  # parsed only after dialect repair
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -284,7 +284,8 @@ class SQLGuard:
     # -- layers -------------------------------------------------------------------------------
     def _parse(self, text: str) -> tuple[exp.Expr, bool]:
         first_error: ParseError | None = None
-        for i, dialect in enumerate((self._codec, *self._repair)):
+        parsers: tuple[_Codec | Dialect, ...] = (self._codec, *self._repair)
+        for i, dialect in enumerate(parsers):
             try:
                 statements = [s for s in dialect.parse(text) if s is not None]
             except ParseError as exc:
@@ -462,6 +463,8 @@ class SQLGuard:
                 current = int(count.name)
         if current is not None and current <= cap:
             return current
-        # built directly: Query.limit() would tokenize and parse the number
-        tree.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
+        # one row beyond the cap: the database layer fetches it only to tell that the result
+        # was cut (QueryResult.truncated) and returns ``cap`` rows. Built directly:
+        # Query.limit() would tokenize and parse the number.
+        tree.set("limit", exp.Limit(expression=exp.Literal.number(cap + 1)))
         return cap

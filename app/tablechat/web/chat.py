@@ -157,15 +157,14 @@ async def ask(
         elif isinstance(event, ev.Table):
             turn["rows"] = len(event.rows)
             update.result = Result(sql=turn.get("sql") or "", columns=list(event.columns),
-                                   rows=list(event.rows), truncated=event.truncated,
-                                   cap=tc.settings.max_rows)
+                                   rows=list(event.rows), truncated=event.truncated)
         elif isinstance(event, ev.Chart):
             # the chart belongs to the table that came just before it
             table = next((e for e in reversed(seen) if isinstance(e, ev.Table)), None)
             if table is not None:
                 update.result = Result(sql=turn.get("sql") or "", columns=list(table.columns),
                                        rows=list(table.rows), truncated=table.truncated,
-                                       chart=event.spec, cap=tc.settings.max_rows)
+                                       chart=event.spec)
         elif isinstance(event, ev.Token):
             tokens.append(event.text)
             turn["content"] = "".join(tokens)

@@ -27,13 +27,8 @@ class Result:
     sql: str
     columns: list[str]
     rows: list[tuple[Any, ...]]
-    truncated: bool = False
+    truncated: bool = False  # the query found more rows than the row cap let through
     chart: dict[str, Any] | None = None
-    cap: int | None = None  # the row cap (max_rows): a result this long may have been cut
-
-    @property
-    def capped(self) -> bool:
-        return self.truncated or (self.cap is not None and len(self.rows) >= self.cap)
 
     @property
     def pages(self) -> int:
@@ -52,8 +47,8 @@ class Result:
 
     def info(self, page: int = 0) -> str:
         total = len(self.rows)
-        more = f" (the row cap, TABLECHAT_MAX_ROWS={len(self.rows)}: there may be more)" \
-            if self.capped else ""
+        more = f" (cut at the row cap, TABLECHAT_MAX_ROWS={len(self.rows)}: the query found " \
+            "more)" if self.truncated else ""
         if total == 0:
             return "The query returned no rows."
         if total <= PAGE_SIZE:

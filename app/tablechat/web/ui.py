@@ -232,8 +232,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
             if metrics is not None:
                 metrics.sql_run("ok")
             result = Result(sql=answer.sql or sql, columns=answer.columns, rows=answer.rows,
-                            truncated=answer.truncated, chart=answer.chart,
-                            cap=tc.settings.max_rows)
+                            truncated=answer.truncated, chart=answer.chart)
             conv = chat.record_sql_run(conv, sql, result, None)
             return [chat.messages(conv), conv, "", *show(result, session)]
 

@@ -91,6 +91,24 @@ def test_hostile_sql_from_the_model_is_refused_and_never_run(demo_db: Path) -> N
     assert tc.run_sql("SELECT count(*) FROM customers").rows == [(5000,)]
 
 
+def test_the_model_is_told_when_the_row_cap_cut_the_result(demo_db: Path) -> None:
+    prompts: list[str] = []
+    for cap in (3, 5):
+        model = FakeListChatModel(responses=["SELECT name FROM regions", "Some regions."])
+        original = model._call
+
+        def recording(messages, *args, original=original, **kwargs):
+            prompts.append("\n".join(str(m.content) for m in messages))
+            return original(messages, *args, **kwargs)
+
+        model.__dict__["_call"] = recording
+        answer = tablechat.connect(demo_db, llm=model, max_rows=cap).ask("list the regions")
+        assert len(answer.rows) == cap and answer.truncated is (cap == 3)
+    cut, whole = prompts[1], prompts[3]  # the answer prompts (after each SQL prompt)
+    assert "3 rows, truncated" in cut
+    assert "5 rows" in whole and "truncated" not in whole
+
+
 def test_retry_budget_ends_in_a_clear_error(demo_db: Path) -> None:
     tc = connect(demo_db, ["SELECT nope FROM customers"] * 5, max_retries=1)
     answer = tc.ask("what is nope?")

@@ -13,7 +13,6 @@ import pytest
 from tablechat.cli import main
 from tablechat.eval import EvalOptions, load_dataset, run_eval, summarize
 from tablechat.eval.datasets import DatasetError
-from tablechat.eval.harness import without_row_cap
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_QUESTIONS = REPO / "data" / "questions" / "demo.jsonl"
@@ -219,11 +218,6 @@ def test_a_prediction_cut_by_the_row_cap_is_compared_whole(
     options = EvalOptions(engine="llm", llm_url=fake_vllm.url, workers=1, max_rows=2)
     results = by_id(run_eval(load_dataset(dataset_dir), options))
     assert results["s2"].correct, results["s2"].reason
-
-
-def test_without_row_cap_drops_only_the_imposed_limit() -> None:
-    assert without_row_cap("SELECT a FROM t LIMIT 3", "duckdb", 2) == "SELECT a FROM t"
-    assert without_row_cap("SELECT a FROM t LIMIT 2", "duckdb", 2) == "SELECT a FROM t LIMIT 2"
 
 
 def test_rows_with_equal_sort_keys_may_come_in_any_order(

@@ -264,3 +264,20 @@ def test_plan_is_synchronous_and_in_the_snapshot_dialect(offline_tc: TableChat) 
                      " FROM order_items oi JOIN orders o ON o.id = oi.order_id"
                      " JOIN stores s ON s.id = o.store_id JOIN regions r ON r.id = s.region_id"
                      " WHERE r.name = 'Europe' GROUP BY o.channel")
+
+
+@pytest.mark.parametrize(("cap", "cut", "text"), [
+    (3, True, "Showing the first 3 regions (there are more)."),
+    (5, False, "Found 5 regions."),  # exactly the cap: all of them, nothing cut
+])
+def test_the_sentence_says_whether_the_row_cap_cut_the_result(
+    demo_db: Any, monkeypatch: pytest.MonkeyPatch, cap: int, cut: bool, text: str
+) -> None:
+    monkeypatch.delenv("TABLECHAT_LLM_URL", raising=False)
+    tc = tablechat.connect(demo_db, max_rows=cap)
+    try:
+        answer = tc.ask("List the regions")
+    finally:
+        tc.close()
+    assert answer.engine == "offline" and len(answer.rows) == cap
+    assert answer.truncated is cut and answer.text == text

@@ -24,13 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlglot
-from sqlglot import exp
-
 from ..answer import Answer
 from ..api import connect
 from ..core import TableChat
 from ..errors import TableChatError
+from ..sql.guard import without_row_cap
 from .compare import Comparison, compare_results, has_top_level_order_by
 from .datasets import (
     DatabaseBuildError,
@@ -182,15 +180,6 @@ def _predicted_rows(tc: TableChat, answer: Answer) -> list[tuple[Any, ...]]:
     assert answer.sql is not None
     sql = without_row_cap(answer.sql, tc.database.dialect, tc.settings.max_rows)
     return tc.database.execute(sql, max_rows=GOLD_MAX_ROWS).rows
-
-
-def without_row_cap(sql: str, dialect: str, cap: int) -> str:
-    """``sql`` without the guard's imposed ``LIMIT cap + 1`` (see ``SQLGuard.check``)."""
-    tree = sqlglot.parse_one(sql, read=dialect)
-    limit = tree.args.get("limit")
-    if isinstance(limit, exp.Limit) and limit.expression == exp.Literal.number(cap + 1):
-        tree.set("limit", None)
-    return tree.sql(dialect=dialect)
 
 
 def evaluate_question(dbs: _Databases, question: Question, engine: str) -> QuestionResult:

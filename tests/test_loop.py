@@ -136,3 +136,148 @@ def test_aask_on_the_background_loop_itself(demo_db: Path) -> None:
 def test_aask_refuses_bad_input_before_any_work(demo_db: Path) -> None:
     with tablechat.connect(demo_db, llm=_model()) as tc, pytest.raises(tablechat.BadQuestionError):
         asyncio.run(tc.aask("   "))
+
+
+# -- in_thread: blocking calls awaited from a loop -----------------------------------------------
+def test_in_thread_runs_the_call_in_a_worker_with_the_callers_context() -> None:
+    import contextvars
+
+    request = contextvars.ContextVar("request", default="none")
+
+    def work(a: int, *, b: int) -> tuple[int, str, str]:
+        return a + b, threading.current_thread().name, request.get()
+
+    async def main() -> tuple[int, str, str]:
+        request.set("q-17")
+        return await _loop.in_thread(work, 2, b=3)
+
+    total, thread, seen = asyncio.run(main())
+    assert total == 5
+    assert thread.startswith("tablechat-worker")
+    assert seen == "q-17"
+
+
+@pytest.mark.parametrize("error", [ValueError("bad value"), KeyError("missing")])
+def test_in_thread_raises_the_calls_own_error(error: Exception) -> None:
+    def fail() -> None:
+        raise error
+
+    async def main() -> None:
+        await _loop.in_thread(fail)
+
+    with pytest.raises(type(error)) as caught:
+        asyncio.run(main())
+    assert caught.value is error
+
+
+def test_in_thread_turns_stop_iteration_into_an_error_a_future_can_carry() -> None:
+    def fail() -> None:
+        raise StopIteration("done")
+
+    async def main() -> None:
+        await _loop.in_thread(fail)
+
+    with pytest.raises(RuntimeError, match="StopIteration"):
+        asyncio.run(main())
+
+
+def test_in_thread_calls_run_at_once_on_separate_threads() -> None:
+    barrier = threading.Barrier(12)  # passes only when all twelve wait on it together
+
+    def meet(i: int) -> str:
+        barrier.wait(10)
+        return threading.current_thread().name
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(_loop.in_thread(meet, i) for i in range(12)))
+
+    names = asyncio.run(main())
+    assert len(set(names)) == 12
+
+
+def test_a_pool_runs_no_more_calls_at_once_than_its_size() -> None:
+    pool = _loop._Workers(2, "test-pool")
+    release = threading.Event()
+    running: list[int] = []
+    peak: list[int] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> int:
+        with lock:
+            running.append(i)
+            peak.append(len(running))
+        release.wait(10)
+        with lock:
+            running.remove(i)
+        return i
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in range(5)]
+        for i, future in enumerate(futures):
+            pool.submit(loop, future, work, (i,), {})
+        while len(running) < 2:  # two start; the other three wait their turn
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert len(running) == 2 and not any(f.done() for f in futures)
+        release.set()
+        return list(await asyncio.gather(*futures))
+
+    assert asyncio.run(main()) == [0, 1, 2, 3, 4]
+    assert max(peak) == 2
+
+
+def test_a_cancelled_caller_leaves_the_pool_working() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait(10)
+        return "late"
+
+    async def main() -> str:
+        task = asyncio.ensure_future(_loop.in_thread(slow))
+        await asyncio.to_thread(started.wait, 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()  # the abandoned call ends; its result is dropped without an error
+        return await _loop.in_thread(str.upper, "next")
+
+    assert asyncio.run(main()) == "NEXT"
+
+
+# -- run_sync -------------------------------------------------------------------------------------
+def test_run_sync_returns_the_result_and_raises_the_error() -> None:
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async def fail() -> None:
+        raise LookupError("no such thing")
+
+    assert _loop.run_sync(double(21)) == 42
+    with pytest.raises(LookupError, match="no such thing"):
+        _loop.run_sync(fail())
+
+
+def test_interrupting_run_sync_cancels_the_coroutine() -> None:
+    import signal
+
+    started, cancelled = threading.Event(), threading.Event()
+
+    async def slow() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    def interrupt() -> None:
+        started.wait(5)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    threading.Thread(target=interrupt).start()
+    with pytest.raises(KeyboardInterrupt):
+        _loop.run_sync(slow())
+    assert cancelled.wait(5)  # not left running on the background loop

@@ -4,6 +4,10 @@ LangChain's ChatOpenAI caches its async HTTP client, which binds to the event lo
 on. Running every chain on one long-lived loop keeps that client valid whether the caller is
 synchronous (``TableChat.ask``), on its own loop (``TableChat.stream``), or on many loops
 (pytest). Events cross back to the caller's loop through a queue.
+
+Blocking work (database queries, synchronous chat models) runs in tablechat's own worker
+threads (:func:`in_thread`), not the loop's default executor: a hand-off there and back costs
+about a quarter of ``asyncio.to_thread``'s.
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
+import queue
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
+WORKERS = 64  # enough for many concurrent questions on a slow networked database
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -36,10 +44,10 @@ def background_loop() -> asyncio.AbstractEventLoop:
     with _lock:
         if _loop is None or _loop.is_closed():
             loop = _new_loop()
-            # database work runs in threads (asyncio.to_thread): enough for many concurrent
-            # questions on a slow networked database, not just cores + 4
+            # for libraries' own run_in_executor calls (DNS lookups, LangChain): as many
+            # threads as tablechat's workers, not just cores + 4
             loop.set_default_executor(
-                concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="tablechat-db")
+                concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="tablechat-io")
             )
             thread = threading.Thread(target=loop.run_forever, name="tablechat-loop", daemon=True)
             thread.start()
@@ -52,8 +60,96 @@ def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on the background loop and wait for it (from a non-loop thread)."""
-    return submit(coro).result()
+    """Run a coroutine on the background loop and wait for it (from a non-loop thread).
+
+    One wake-up each way, with no concurrent Future in between. When the wait is interrupted
+    (Ctrl-C), the coroutine is cancelled rather than left running.
+    """
+    loop = background_loop()
+    done: queue.SimpleQueue[asyncio.Task[T]] = queue.SimpleQueue()
+    started: list[asyncio.Task[T]] = []
+
+    def start() -> None:
+        task = loop.create_task(coro)
+        started.append(task)
+        task.add_done_callback(done.put)
+
+    loop.call_soon_threadsafe(start)
+    try:
+        task = done.get()
+    except BaseException:
+        loop.call_soon_threadsafe(lambda: [t.cancel() for t in started])
+        raise
+    return task.result()
+
+
+class _Workers:
+    """Threads for blocking calls awaited from an event loop.
+
+    A call goes to the threads through one queue and its result comes back with one
+    ``call_soon_threadsafe``. ``asyncio.to_thread`` also passes through a ThreadPoolExecutor, a
+    concurrent Future and two chained callbacks, which costs about four times as much per
+    call. Threads are started as needed, up to ``size``; beyond that, calls wait their turn.
+    """
+
+    def __init__(self, size: int, prefix: str) -> None:
+        self._size = size
+        self._prefix = prefix
+        self._calls: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a call nobody has claimed yet
+        self._started = 0
+
+    def submit(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any],
+               fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                start = False
+            else:
+                start = self._started < self._size
+                self._started += start
+            name = f"{self._prefix}_{self._started - 1}"
+        self._calls.put((loop, future, contextvars.copy_context(), fn, args, kwargs))
+        if start:
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            loop, future, context, fn, args, kwargs = self._calls.get()
+            try:
+                outcome = (True, context.run(fn, *args, **kwargs))
+            except StopIteration as exc:  # cannot be set on a Future (as asyncio does)
+                outcome = (False, RuntimeError(f"StopIteration: {exc}"))
+            except BaseException as exc:
+                outcome = (False, exc)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+            del future, outcome, args, kwargs  # drop references while idle
+            with self._lock:
+                self._idle += 1
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # the awaiting coroutine was cancelled (a timeout): nobody wants it
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+_workers = _Workers(WORKERS, "tablechat-worker")
+
+
+async def in_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``await fn(*args, **kwargs)`` run in a worker thread, as ``asyncio.to_thread`` does
+    (the caller's context variables go with it), for less. Cancelling the caller abandons the
+    result; the call itself runs to its end, as a thread cannot be interrupted."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    _workers.submit(loop, future, fn, args, kwargs)
+    return await future
 
 
 _END = object()

@@ -6,7 +6,6 @@ stream of typed events (``events.py``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import time
@@ -256,12 +255,12 @@ class TableChat:
                 ctx = self.context(question, history, session=session,
                                    stream_tokens=stream_tokens)
             else:
-                ctx = await asyncio.to_thread(self.context, question, history, session=session,
+                ctx = await _loop.in_thread(self.context, question, history, session=session,
                                               stream_tokens=stream_tokens)
             if self._agent is not None or (self._llm is None and not self.settings.llm_url):
                 agent = self._agent
             else:
-                agent = await asyncio.to_thread(self._llm_agent)
+                agent = await _loop.in_thread(self._llm_agent)
             if agent is None:
                 info = self._server if self.settings.llm_url and self._llm is None else None
                 if info is not None and not info.reachable:  # probed in _llm_agent, off-loop

@@ -18,6 +18,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, BaseMessageChunk
 
+from .. import _loop
 from ..answer import Usage
 from ..errors import LLMUnavailableError, TableChatError
 from ..llm import failure_kind, is_openai_compatible, llm_error, model_name, usage_of
@@ -115,7 +116,7 @@ class LLMClient:
             # asyncio.timeout, not wait_for: no extra task per call
             async with asyncio.timeout(self.timeout):
                 if self.sync_only:
-                    message = await asyncio.to_thread(self.model.invoke, prompt, **options)
+                    message = await _loop.in_thread(self.model.invoke, prompt, **options)
                 else:
                     message = await self.model.ainvoke(prompt, **options)
         except TableChatError:

@@ -10,12 +10,12 @@ uses ``ChatOpenAI`` against vLLM. On vLLM the SQL is constrained to ``{"sql": ".
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
+from .. import _loop
 from .. import events as ev
 from ..answer import Usage
 from ..chart import chart_spec
@@ -193,7 +193,7 @@ class SQLAgent:
                 checked = ctx.check(sql)
                 yield ev.SQL(sql=checked.sql, attempt=attempt)
                 yield ev.Status(step="run", message="running the query")
-                result = await asyncio.to_thread(ctx.run, checked)
+                result = await _loop.in_thread(ctx.run, checked)
                 sql = checked.sql
                 break
             except RetryableSQLError as exc:

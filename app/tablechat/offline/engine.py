@@ -7,7 +7,6 @@ entry point the eval harness uses.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from .. import _loop
 from .. import events as ev
 from ..agent.context import Message, QuestionContext, normalize_history
 from ..answer import Usage
@@ -214,10 +214,10 @@ class OfflineEngine:
     # -- the event stream ---------------------------------------------------------------------
     async def run(self, ctx: QuestionContext, usage: Usage) -> AsyncIterator[ev.Event]:
         yield ev.Status(step="understand", message="reading the question (offline engine)")
-        plan = await asyncio.to_thread(self._safe_analyze, ctx.question, ctx.snapshot,
+        plan = await _loop.in_thread(self._safe_analyze, ctx.question, ctx.snapshot,
                                        ctx.history, ctx.session)
         if plan.kind == "chat":
-            index = await asyncio.to_thread(self.index, ctx.snapshot, ctx.session)
+            index = await _loop.in_thread(self.index, ctx.snapshot, ctx.session)
             yield ev.AnswerText(text=chat_text(index), engine=self.name)
             return
         if not plan.answerable or plan.sql is None:
@@ -229,7 +229,7 @@ class OfflineEngine:
         checked = ctx.check(plan.sql)
         yield ev.SQL(sql=checked.sql, attempt=1)
         yield ev.Status(step="run", message="running the query")
-        result = await asyncio.to_thread(ctx.run, checked)
+        result = await _loop.in_thread(ctx.run, checked)
         yield ev.Table(columns=result.columns, rows=result.rows, total_rows=len(result.rows),
                        truncated=result.truncated)
         spec = chart_spec(result.columns, result.rows)

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from .. import _loop
 from .. import events as ev
 from ..answer import Answer, Usage
 from ..core import TableChat
@@ -160,7 +161,7 @@ def rest_router(tc: TableChat, metrics: Metrics) -> APIRouter:
             return error(413, f"{file.filename} is larger than the upload limit of "
                          f"{tc.settings.upload_max_mb:g} MB", "UploadError")
         try:
-            info = await _in_thread(tc.upload, key, file.filename or "upload.csv", data)
+            info = await _loop.in_thread(tc.upload, key, file.filename or "upload.csv", data)
         except UploadError as exc:
             metrics.upload("refused")
             return error(400, str(exc), "UploadError")
@@ -196,9 +197,3 @@ def rest_router(tc: TableChat, metrics: Metrics) -> APIRouter:
                                       "tables": tables}))
 
     return router
-
-
-async def _in_thread(fn: Any, *args: Any) -> Any:
-    import asyncio
-
-    return await asyncio.to_thread(fn, *args)

@@ -5,7 +5,7 @@ REST API under ``/api``, the OpenAI-compatible API under ``/v1``, ``/healthz`` a
 uvicorn runs on tablechat's background event loop (``tablechat._loop``), the loop every
 question's pipeline runs on, so a question's events never cross threads between the pipeline
 and the HTTP response; the thread that calls :func:`serve` only waits and turns Ctrl-C / SIGTERM
-into a graceful shutdown. Database work still runs in threads (``asyncio.to_thread``), and
+into a graceful shutdown. Database work still runs in threads (``tablechat._loop.in_thread``), and
 Gradio runs its synchronous handlers in its own worker threads.
 """
 

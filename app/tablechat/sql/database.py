@@ -371,43 +371,55 @@ class SQLAlchemyDatabase(Database):
 
     @contextlib.contextmanager
     def _read_only(self) -> Iterator[Any]:
-        with self._engine.connect() as conn:
-            backend = self._engine.dialect.name
-            raw: Any = conn.connection.driver_connection
+        """A DBAPI cursor in a read-only transaction bounded by the timeout.
+
+        The driver's own cursor, on a connection from SQLAlchemy's pool: a question's one query
+        needs none of SQLAlchemy's result machinery, which costs more than the query (about
+        0.3 ms of 0.6 per query on SQLite). Leaving returns the connection to the pool, which
+        rolls the transaction back.
+        """
+        backend = self._engine.dialect.name
+        connection: Any = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            driver: Any = connection.driver_connection
             deadline = time.monotonic() + self.timeout
             if backend == "sqlite":  # query_only is set on every new connection
-                raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+                driver.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
             elif backend == "postgresql":
-                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(self.timeout * 1000)}")
+                cursor.execute("SET TRANSACTION READ ONLY")
+                cursor.execute(f"SET LOCAL statement_timeout = {int(self.timeout * 1000)}")
             elif backend in ("mysql", "mariadb"):
-                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-                conn.exec_driver_sql(f"SET SESSION max_execution_time = {int(self.timeout * 1000)}")
+                cursor.execute("SET TRANSACTION READ ONLY")
+                cursor.execute(f"SET SESSION max_execution_time = {int(self.timeout * 1000)}")
             try:
-                yield conn
+                yield cursor
             finally:
                 if backend == "sqlite":
-                    raw.set_progress_handler(None, 0)
-                conn.rollback()
+                    driver.set_progress_handler(None, 0)
+                cursor.close()
+        finally:
+            connection.close()
 
     def execute(self, sql: str, *, max_rows: int, session: str | None = None) -> QueryResult:
-        sa = self._sa
+        dbapi = self._engine.dialect.loaded_dbapi  # PEP 249: the driver's exception classes
         start = time.perf_counter()
         try:
-            with self._read_only() as conn:
-                result = conn.exec_driver_sql(sql)
-                columns = list(result.keys())
-                rows = [tuple(r) for r in result.fetchmany(max_rows + 1)]
-        except sa.exc.OperationalError as exc:
-            text = str(exc.orig if exc.orig is not None else exc)
+            with self._read_only() as cursor:
+                cursor.execute(sql)
+                columns = [d[0] for d in (cursor.description or [])]
+                rows = cursor.fetchmany(max_rows + 1) if cursor.description else []
+        except dbapi.OperationalError as exc:
+            text = str(exc)
             if "interrupt" in text.lower() or "timeout" in text.lower() or "cancel" in text.lower():
                 raise QueryTimeoutError(
                     f"the query ran longer than {self.timeout:g} s and was cancelled"
                 ) from exc
             raise SQLExecutionError(text, sql=sql) from exc
-        except sa.exc.DBAPIError as exc:
-            text = str(exc.orig if exc.orig is not None else exc)
-            raise SQLExecutionError(text, sql=sql) from exc
+        except dbapi.Error as exc:
+            raise SQLExecutionError(str(exc), sql=sql) from exc
+        except self._sa.exc.SQLAlchemyError as exc:  # the pool could not connect
+            raise DatabaseUnavailableError(f"cannot reach the database: {exc}") from exc
         elapsed = (time.perf_counter() - start) * 1000
         return QueryResult(columns, _plain_rows(rows[:max_rows]), len(rows) > max_rows, elapsed)
 
@@ -462,11 +474,12 @@ class SQLAlchemyDatabase(Database):
     ) -> list[Any]:
         prep = self._engine.dialect.identifier_preparer
         qt, qc = prep.quote(table), prep.quote(column)
-        with self._read_only() as conn:
-            rows = conn.exec_driver_sql(
+        with self._read_only() as cursor:
+            cursor.execute(
                 f"SELECT {qc} FROM {qt} WHERE {qc} IS NOT NULL GROUP BY {qc} "
                 f"ORDER BY count(*) DESC LIMIT {int(limit)}"
-            ).fetchall()
+            )
+            rows = cursor.fetchall()
         return [r[0] for r in rows]
 
     def close(self) -> None:

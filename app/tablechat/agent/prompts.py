@@ -22,12 +22,20 @@ def template_names(template: str) -> set[str]:
     return set(_PLACEHOLDER.findall(template))
 
 
+@functools.cache
+def _pieces(name: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The template split once: literal text at even positions, placeholder names at odd."""
+    pieces = tuple(_PLACEHOLDER.split(load_template(name)))
+    return pieces, frozenset(pieces[1::2])
+
+
 def render(name: str, **values: object) -> str:
     """Fill ``prompts/<name>.md``; every placeholder in the template must be given."""
-    template = load_template(name)
-    missing = template_names(template) - values.keys()
+    pieces, needed = _pieces(name)
+    missing = needed - values.keys()
     if missing:
         raise KeyError(f"prompt {name!r} needs {sorted(missing)}")
-    return _PLACEHOLDER.sub(
-        lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template
-    )
+    out = list(pieces)
+    for i in range(1, len(out), 2):
+        out[i] = str(values[out[i]])
+    return "".join(out)

@@ -96,6 +96,12 @@ class RelevanceIndex:
         self.snapshot = snapshot
         self.semantic = semantic
         self.terms = {name: table_terms(t, semantic) for name, t in snapshot.tables.items()}
+        # word → (table, weight) for every table it appears in: a question looks up its own
+        # few words instead of intersecting them with every table's
+        self.postings: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        for name, terms in self.terms.items():
+            for word, weight in terms.items():
+                self.postings[word].append((name, weight))
         self.referencing: dict[str, list[str]] = defaultdict(list)
         for name, table in snapshot.tables.items():
             for fk in table.foreign_keys:
@@ -105,16 +111,15 @@ class RelevanceIndex:
 
     def scores(self, question: str) -> dict[str, float]:
         """table → relevance to ``question`` (0 when no word matches)."""
-        asked = words(question)
-        df: dict[str, int] = defaultdict(int)
-        for terms in self.terms.values():
-            for w in terms.keys() & asked:
-                df[w] += 1
         n = max(1, len(self.terms))
-        return {
-            name: sum(terms[w] * math.log(1 + n / df[w]) for w in terms.keys() & asked)
-            for name, terms in self.terms.items()
-        }
+        score = dict.fromkeys(self.terms, 0.0)
+        for word in words(question):
+            found = self.postings.get(word)
+            if found:
+                idf = math.log(1 + n / len(found))
+                for name, weight in found:
+                    score[name] += weight * idf
+        return score
 
     def rank(self, question: str) -> tuple[list[str], list[str]]:
         """(relevant tables, each followed by the tables its foreign keys reference, then the

@@ -231,6 +231,35 @@ def test_a_sync_only_model_is_called_in_a_worker_thread_never_on_the_loop(demo_d
     assert threads["sync"].startswith("tablechat-worker")  # a blocking one never
 
 
+def test_a_model_with_its_own_invoke_is_called_through_it(demo_db: Path) -> None:
+    """tablechat calls LangChain's public generate/agenerate directly (what invoke/ainvoke do
+    underneath) only for a model that keeps LangChain's own invoke and ainvoke."""
+    from tablechat.agent.client import LLMClient
+
+    calls: list[str] = []
+    replies = ["SELECT count(*) AS n FROM regions", "There are 5 regions."]
+
+    class OwnInvoke(FakeListChatModel):
+        def invoke(self, input, config=None, *, stop=None, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append("invoke")
+            return super().invoke(input, config, stop=stop, **kwargs)
+
+    class OwnAinvoke(FakeListChatModel):
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+            return self._generate(messages, stop, **kwargs)
+
+        async def ainvoke(self, input, config=None, *, stop=None, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append("ainvoke")
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+
+    assert LLMClient(FakeListChatModel(responses=replies)).direct
+    for model in (OwnInvoke(responses=replies), OwnAinvoke(responses=replies)):
+        assert not LLMClient(model).direct
+        answer = tablechat.connect(demo_db, llm=model).ask("how many regions")
+        assert answer.text == "There are 5 regions." and answer.rows == [(5,)]
+    assert calls == ["invoke", "invoke", "ainvoke", "ainvoke"]  # SQL and answer, each model
+
+
 def test_history_reaches_the_prompt(demo_db: Path) -> None:
     model = FakeListChatModel(responses=["SELECT count(*) FROM orders", "ok"])
     prompts: list[str] = []

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, BaseMessageChunk
+from langchain_core.outputs import ChatGeneration
 
 from .. import _loop
 from ..answer import Usage
@@ -63,6 +64,11 @@ class LLMClient:
         # synchronous one in a thread anyway, behind an async layer that costs more than the
         # call; invoke it in a thread directly
         self.sync_only = _sync_only(model)
+        # LangChain's invoke/ainvoke wrap the messages in a prompt value, unwrap them again and
+        # call the public generate/agenerate; calling those directly skips about 40 µs a call.
+        # Only for a model that keeps LangChain's own invoke and ainvoke.
+        self.direct = (type(model).invoke is BaseChatModel.invoke
+                       and type(model).ainvoke is BaseChatModel.ainvoke)
         self.calls: dict[str, int] = {}  # step -> calls, for logs and tests
 
     async def aclose(self) -> None:
@@ -116,7 +122,10 @@ class LLMClient:
             # asyncio.timeout, not wait_for: no extra task per call
             async with asyncio.timeout(self.timeout):
                 if self.sync_only:
-                    message = await _loop.in_thread(self.model.invoke, prompt, **options)
+                    message = await _loop.in_thread(self._generate, prompt, options)
+                elif self.direct:
+                    result = await self.model.agenerate([prompt], **options)
+                    message = cast(ChatGeneration, result.generations[0][0]).message
                 else:
                     message = await self.model.ainvoke(prompt, **options)
         except TableChatError:
@@ -130,6 +139,13 @@ class LLMClient:
         self._count(step)
         usage.add(*usage_of(message))
         return text_of(message)
+
+    def _generate(self, prompt: list[BaseMessage], options: dict[str, Any]) -> BaseMessage:
+        """One blocking call (in a worker thread)."""
+        if not self.direct:
+            return self.model.invoke(prompt, **options)
+        result = self.model.generate([prompt], **options)
+        return cast(ChatGeneration, result.generations[0][0]).message
 
     async def stream(
         self,

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from tablechat import ConfigurationError, QueryTimeoutError, SQLExecutionError
-from tablechat.sql.database import DuckDBDatabase, open_database
+from tablechat.sql.database import DuckDBDatabase, SQLAlchemyDatabase, open_database
 from tests.support.sqlite_files import sqlite_file
 from tests.test_guard import HOSTILE
 
@@ -238,5 +238,32 @@ def test_every_pooled_sqlite_connection_is_read_only(tmp_path: Path) -> None:
             outcomes = list(pool.map(attempt, range(4)))
         assert all("readonly" in o or "read-only" in o for o in outcomes), outcomes
         assert db.execute("SELECT count(*) FROM t", max_rows=1).rows == [(3,)]
+    finally:
+        db.close()
+
+
+def test_sqlite_keeps_a_connection_per_thread_and_close_ends_them(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = sqlite_file(tmp_path / "shop.sqlite",
+                       "CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1);")
+    db = open_database(f"sqlite:///{path}", timeout=5.0)
+    assert isinstance(db, SQLAlchemyDatabase)
+    try:
+        mine = db._sqlite_connection()
+        assert db._sqlite_connection() is mine  # kept: no pool check-out per query
+        others: list[object] = []
+        worker = threading.Thread(target=lambda: others.append(db._sqlite_connection()))
+        worker.start()
+        worker.join(5)
+        assert others and others[0] is not mine
+        db.close()
+        with pytest.raises(sqlite3.ProgrammingError):  # closed with the database
+            mine.execute("SELECT 1")
+        # still usable afterwards, as a disposed engine is: a new, still read-only connection
+        assert db.execute("SELECT count(*) FROM t", max_rows=1).rows == [(1,)]
+        assert db._sqlite_connection() is not mine
+        with pytest.raises(SQLExecutionError, match=r"readonly|read-only"):
+            db.execute("DELETE FROM t", max_rows=1)
     finally:
         db.close()

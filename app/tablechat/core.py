@@ -256,7 +256,7 @@ class TableChat:
                                    stream_tokens=stream_tokens)
             else:
                 ctx = await _loop.in_thread(self.context, question, history, session=session,
-                                              stream_tokens=stream_tokens)
+                                            stream_tokens=stream_tokens)
             if self._agent is not None or (self._llm is None and not self.settings.llm_url):
                 agent = self._agent
             else:

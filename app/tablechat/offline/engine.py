@@ -215,7 +215,7 @@ class OfflineEngine:
     async def run(self, ctx: QuestionContext, usage: Usage) -> AsyncIterator[ev.Event]:
         yield ev.Status(step="understand", message="reading the question (offline engine)")
         plan = await _loop.in_thread(self._safe_analyze, ctx.question, ctx.snapshot,
-                                       ctx.history, ctx.session)
+                                     ctx.history, ctx.session)
         if plan.kind == "chat":
             index = await _loop.in_thread(self.index, ctx.snapshot, ctx.session)
             yield ev.AnswerText(text=chat_text(index), engine=self.name)

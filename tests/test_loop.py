@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.language_models import FakeListChatModel
@@ -86,7 +87,9 @@ def test_leaving_a_bridge_early_stops_the_producer() -> None:
     assert stopped.wait(5)
 
 
-def test_run_async_returns_and_cancels_across_loops() -> None:
+def _sleeper() -> tuple[threading.Event, threading.Event, Callable[[], Coroutine[Any, Any, None]]]:
+    """A coroutine function that sleeps 30 s, and events set when it starts and when it is
+    cancelled."""
     started, cancelled = threading.Event(), threading.Event()
 
     async def slow() -> None:
@@ -96,6 +99,12 @@ def test_run_async_returns_and_cancels_across_loops() -> None:
         except asyncio.CancelledError:
             cancelled.set()
             raise
+
+    return started, cancelled, slow
+
+
+def test_run_async_returns_and_cancels_across_loops() -> None:
+    started, cancelled, slow = _sleeper()
 
     async def double(x: int) -> int:
         return 2 * x
@@ -263,15 +272,7 @@ def test_run_sync_returns_the_result_and_raises_the_error() -> None:
 def test_interrupting_run_sync_cancels_the_coroutine() -> None:
     import signal
 
-    started, cancelled = threading.Event(), threading.Event()
-
-    async def slow() -> None:
-        started.set()
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
+    started, cancelled, slow = _sleeper()
 
     def interrupt() -> None:
         started.wait(5)

@@ -85,8 +85,35 @@ class Database(ABC):
         self._snapshot_lock = threading.Lock()
 
     @abstractmethod
+    def _cursor(self, sql: str, session: str | None) -> contextlib.AbstractContextManager[Any]:
+        """A DBAPI-like cursor that has run ``sql``; the database's errors, raised while it is
+        open, come out as tablechat's (SQLExecutionError, QueryTimeoutError)."""
+
     def execute(self, sql: str, *, max_rows: int, session: str | None = None) -> QueryResult:
-        """Run one (already guarded) query and fetch at most ``max_rows`` rows."""
+        """Run one (already guarded) query and fetch at most ``max_rows`` rows (one more only
+        to tell whether the result was cut: ``truncated``)."""
+        start = time.perf_counter()
+        with self._cursor(sql, session) as cur:
+            columns = [d[0] for d in (cur.description or [])]
+            rows = cur.fetchmany(max_rows + 1) if cur.description else []
+        elapsed = (time.perf_counter() - start) * 1000
+        truncated = len(rows) > max_rows
+        return QueryResult(columns, _plain_rows(rows[:max_rows]), truncated, elapsed)
+
+    @contextlib.contextmanager
+    def batches(
+        self, sql: str, *, size: int = 10_000, session: str | None = None
+    ) -> Iterator[tuple[list[str], Iterator[list[tuple[Any, ...]]]]]:
+        """Run one (already guarded) query; its columns and its rows in batches of ``size``,
+        fetched as they are read (an export never holds the whole result)."""
+        with self._cursor(sql, session) as cur:
+            columns = [d[0] for d in (cur.description or [])]
+
+            def rows() -> Iterator[list[tuple[Any, ...]]]:
+                while cur.description and (batch := cur.fetchmany(size)):
+                    yield _plain_rows(batch)
+
+            yield columns, rows()
 
     @abstractmethod
     def _build_snapshot(self) -> SchemaSnapshot: ...
@@ -179,24 +206,19 @@ class DuckDBDatabase(Database):
             self._local.cursor = cur
         return cur
 
-    def execute(self, sql: str, *, max_rows: int, session: str | None = None) -> QueryResult:
+    @contextlib.contextmanager
+    def _cursor(self, sql: str, session: str | None) -> Iterator[duckdb.DuckDBPyConnection]:
         cur = self.cursor(session)
-        lock = self._session_lock(session)
-        start = time.perf_counter()
-        with lock:
+        with self._session_lock(session):
             try:
                 cur.execute(sql)
-                rows = cur.fetchmany(max_rows + 1)
-                columns = [d[0] for d in (cur.description or [])]
+                yield cur
             except duckdb.InterruptException as exc:
                 raise QueryTimeoutError(
                     f"the query ran longer than {self.timeout:g} s and was cancelled"
                 ) from exc
             except duckdb.Error as exc:
                 raise SQLExecutionError(str(exc).strip(), sql=sql) from exc
-        elapsed = (time.perf_counter() - start) * 1000
-        truncated = len(rows) > max_rows
-        return QueryResult(columns, _plain_rows(rows[:max_rows]), truncated, elapsed)
 
     def _session_lock(self, session: str | None) -> contextlib.AbstractContextManager[Any]:
         """A session's cursor is shared by its requests: one statement at a time on it."""
@@ -428,14 +450,13 @@ class SQLAlchemyDatabase(Database):
             self._local.kept = (self._generation, driver)
         return driver
 
-    def execute(self, sql: str, *, max_rows: int, session: str | None = None) -> QueryResult:
+    @contextlib.contextmanager
+    def _cursor(self, sql: str, session: str | None) -> Iterator[Any]:
         dbapi = self._engine.dialect.loaded_dbapi  # PEP 249: the driver's exception classes
-        start = time.perf_counter()
         try:
             with self._read_only() as cursor:
                 cursor.execute(sql)
-                columns = [d[0] for d in (cursor.description or [])]
-                rows = cursor.fetchmany(max_rows + 1) if cursor.description else []
+                yield cursor
         except dbapi.OperationalError as exc:
             text = str(exc)
             if "interrupt" in text.lower() or "timeout" in text.lower() or "cancel" in text.lower():
@@ -447,8 +468,6 @@ class SQLAlchemyDatabase(Database):
             raise SQLExecutionError(str(exc), sql=sql) from exc
         except self._sa.exc.SQLAlchemyError as exc:  # the pool could not connect
             raise DatabaseUnavailableError(f"cannot reach the database: {exc}") from exc
-        elapsed = (time.perf_counter() - start) * 1000
-        return QueryResult(columns, _plain_rows(rows[:max_rows]), len(rows) > max_rows, elapsed)
 
     def _build_snapshot(self) -> SchemaSnapshot:
         sa = self._sa

@@ -142,6 +142,16 @@ def test_pages_say_what_they_show(tmp_path: Path) -> None:
     assert lines[0] == "id,name" and len(lines) == 121, "the CSV holds every row, not a page"
 
 
+def test_a_cut_result_says_what_its_export_found() -> None:
+    rows = [(i,) for i in range(10)]
+    counted = Result("", ["a"], rows, truncated=True, total=48213)
+    assert "the query found 48,213 rows; the CSV has all 48,213" in counted.info()
+    capped = Result("", ["a"], rows, truncated=True, total=100, total_cut=True)
+    assert "found 100 or more rows; the CSV has the first 100" in capped.info()
+    failed = Result("", ["a"], rows, truncated=True, export_error="the query ran too long")
+    assert "the CSV has these 10 only: the query ran too long" in failed.info()
+
+
 def test_csv_writes_dates_and_nulls_plainly(tmp_path: Path) -> None:
     result = Result("", ["d", "v"], [(dt.date(2024, 1, 2), None)])
     assert result.write_csv(tmp_path / "r.csv").read_text().splitlines() == ["d,v", "2024-01-02,"]

@@ -87,16 +87,31 @@ def test_a_single_number_is_shown_big(client: Client) -> None:
 
 
 def test_the_csv_download_holds_the_whole_result(client: Client, server: LiveServer) -> None:
+    """5,000 customers, shown up to the row cap (1,000), paged; the CSV is the whole result:
+    the query ran again without the cap, and that counted the rows for the info line."""
     out = client.predict("List every customer", api_name="/ask")
-    assert out[ASK["info"]].startswith("Showing rows 1–50 of 1,000")
-    assert "row cap" in out[ASK["info"]], "5,000 customers, capped at max_rows"
+    info = out[ASK["info"]]
+    assert info.startswith("Showing rows 1–50 of 1,000"), info
+    assert "row cap" in info and "found 5,000 rows; the CSV has all 5,000" in info, info
     assert len(rows_of(out[ASK["table"]])) == 50, "the table is paged"
     csv_url = out[ASK["csv"]]["value"]
     path = csv_url["path"] if isinstance(csv_url, dict) else csv_url
     r = httpx.get(f"{server.url}/gradio_api/file={path}")
     assert r.status_code == 200
     lines = r.text.splitlines()
-    assert lines[0] == "id,name,country" and len(lines) == 1001
+    assert lines[0] == "id,name,country" and len(lines) == 5001
+    assert len(set(lines[1:])) == 5000  # each customer once
+
+
+def test_edited_sql_cut_at_the_cap_downloads_whole_up_to_its_own_limit(
+    client: Client, server: LiveServer
+) -> None:
+    out = client.predict("SELECT id FROM customers ORDER BY id LIMIT 1500", api_name="/run_sql")
+    assert "found 1,500 rows; the CSV has all 1,500" in out[RUN["info"]], out[RUN["info"]]
+    csv_url = out[RUN["csv"]]["value"]
+    path = csv_url["path"] if isinstance(csv_url, dict) else csv_url
+    lines = httpx.get(f"{server.url}/gradio_api/file={path}").text.splitlines()
+    assert lines[0] == "id" and len(lines) == 1501 and lines[-1] == "1500"
 
 
 def test_edited_sql_runs_through_the_guard(client: Client) -> None:

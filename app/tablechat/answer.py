@@ -35,6 +35,7 @@ class Answer:
     error: str | None = None
     error_type: str | None = None
     truncated: bool = False
+    source_sql: str | None = None  # the query as written, before the guard's row cap
     attempts: int = 0
     usage: Usage = field(default_factory=Usage)
     events: list[ev.Event] = field(default_factory=list, repr=False)
@@ -68,6 +69,7 @@ class Answer:
         self.events.append(event)
         if isinstance(event, ev.SQL):
             self.sql = event.sql
+            self.source_sql = event.source or event.sql
             self.attempts = event.attempt
         elif isinstance(event, ev.Table):
             self.columns, self.rows, self.truncated = (

@@ -32,6 +32,7 @@ from .errors import (
     UploadError,
     UserFacingError,
 )
+from .export import Export, write_csv
 from .llm import (
     ServerInfo,
     build_chat_model,
@@ -348,10 +349,24 @@ class TableChat:
         result = self.database.execute(checked.sql, max_rows=self.settings.max_rows,
                                        session=session)
         answer = Answer(question=sql, sql=checked.sql, columns=result.columns, rows=result.rows,
-                        truncated=result.truncated, engine="sql")
+                        truncated=result.truncated, engine="sql", source_sql=sql)
         answer.chart = chart_spec(result.columns, result.rows)
         answer.text = f"{len(result.rows)} rows" + (" (truncated)" if result.truncated else "")
         return answer
+
+    def export_csv(self, sql: str, path: str | Path, *, session: str | None = None) -> Export:
+        """Run ``sql`` through the same guard and sandbox and write its whole result to a CSV
+        file at ``path``: up to ``export_max_rows`` rows (``Export.truncated`` says when there
+        were more), fetched and written in batches. For a result cut at ``max_rows``, pass the
+        query as written (``SQL.source``), not the one that ran with the row cap.
+
+        Raises as :meth:`run_sql` does; a failed query leaves no file.
+        """
+        snap = self.snapshot(session)
+        cap = self.settings.export_max_rows
+        checked = self.guard(snap).check(sql, max_rows=cap)
+        with self.database.batches(checked.sql, session=session) as (columns, batches):
+            return write_csv(path, columns, batches, max_rows=cap)
 
     # -- sessions: uploads --------------------------------------------------------------------
     def upload(self, session: str, filename: str, source: bytes | str | Path) -> TableInfo:

@@ -31,8 +31,12 @@ class Status(Event):
 
 @dataclass(frozen=True, slots=True)
 class SQL(Event):
+    """A query passed the guard: ``sql`` is what runs (with the row cap imposed), ``source``
+    the query as it was written (for running it again without that cap: an export)."""
+
     sql: str = ""
     attempt: int = 1
+    source: str = ""
     kind: Kind = "sql"
 
 

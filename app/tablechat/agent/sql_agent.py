@@ -191,7 +191,7 @@ class SQLAgent:
                 if not sql:
                     raise InvalidSQLError("the reply held no SQL query", sql=reply[:200])
                 checked = ctx.check(sql)
-                yield ev.SQL(sql=checked.sql, attempt=attempt)
+                yield ev.SQL(sql=checked.sql, attempt=attempt, source=sql)
                 yield ev.Status(step="run", message="running the query")
                 result = await _loop.in_thread(ctx.run, checked)
                 sql = checked.sql

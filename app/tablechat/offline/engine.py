@@ -227,7 +227,7 @@ class OfflineEngine:
         if plan.understood:
             yield ev.Status(step="understand", message="understood: " + "; ".join(plan.understood))
         checked = ctx.check(plan.sql)
-        yield ev.SQL(sql=checked.sql, attempt=1)
+        yield ev.SQL(sql=checked.sql, attempt=1, source=plan.sql)
         yield ev.Status(step="run", message="running the query")
         result = await _loop.in_thread(ctx.run, checked)
         yield ev.Table(columns=result.columns, rows=result.rows, total_rows=len(result.rows),

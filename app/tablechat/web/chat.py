@@ -143,6 +143,7 @@ async def ask(
     tokens: list[str] = []
     last_push = 0.0
     seen: list[ev.Event] = []
+    source = ""  # the query as written, for an export of the whole result
     async for event in events:
         seen.append(event)
         update = Update(conv=conv, events=seen, clear_input=len(seen) == 1)
@@ -151,20 +152,22 @@ async def ask(
             turn["steps"] = [*turn["steps"], event.message]
         elif isinstance(event, ev.SQL):
             turn["sql"] = event.sql
+            source = event.source or event.sql
             update.sql = event.sql
             if event.attempt > 1:
                 turn["steps"] = [*turn["steps"], f"SQL attempt {event.attempt} passed the guard"]
         elif isinstance(event, ev.Table):
             turn["rows"] = len(event.rows)
             update.result = Result(sql=turn.get("sql") or "", columns=list(event.columns),
-                                   rows=list(event.rows), truncated=event.truncated)
+                                   rows=list(event.rows), truncated=event.truncated,
+                                   source=source)
         elif isinstance(event, ev.Chart):
             # the chart belongs to the table that came just before it
             table = next((e for e in reversed(seen) if isinstance(e, ev.Table)), None)
             if table is not None:
                 update.result = Result(sql=turn.get("sql") or "", columns=list(table.columns),
                                        rows=list(table.rows), truncated=table.truncated,
-                                       chart=event.spec)
+                                       chart=event.spec, source=source)
         elif isinstance(event, ev.Token):
             tokens.append(event.text)
             turn["content"] = "".join(tokens)

@@ -6,8 +6,6 @@ plots, never by running generated code.
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ import sqlglot
 from sqlglot.errors import SqlglotError
 
 from ..chart import chart_spec
+from ..export import write_csv
 
 PAGE_SIZE = 50
 
@@ -29,6 +28,10 @@ class Result:
     rows: list[tuple[Any, ...]]
     truncated: bool = False  # the query found more rows than the row cap let through
     chart: dict[str, Any] | None = None
+    source: str = ""  # the query as written (SQL.source): what an export runs again
+    total: int | None = None  # rows of the whole result, once an export counted them
+    total_cut: bool = False  # the export stopped at TABLECHAT_EXPORT_MAX_ROWS as well
+    export_error: str = ""  # why the whole result could not be exported
 
     @property
     def pages(self) -> int:
@@ -47,8 +50,16 @@ class Result:
 
     def info(self, page: int = 0) -> str:
         total = len(self.rows)
-        more = f" (cut at the row cap, TABLECHAT_MAX_ROWS={len(self.rows)}: the query found " \
-            "more)" if self.truncated else ""
+        more = ""
+        if self.truncated and self.total is not None:
+            whole = f"{self.total:,}" + (" or more" if self.total_cut else "")
+            more = (f" (cut at the row cap, TABLECHAT_MAX_ROWS={total}: the query found "
+                    f"{whole} rows; the CSV has {'the first ' if self.total_cut else 'all '}"
+                    f"{self.total:,})")
+        elif self.truncated:
+            more = (f" (cut at the row cap, TABLECHAT_MAX_ROWS={total}: the query found more"
+                    + (f"; the CSV has these {total:,} only: {self.export_error}"
+                       if self.export_error else "") + ")")
         if total == 0:
             return "The query returned no rows."
         if total <= PAGE_SIZE:
@@ -59,14 +70,8 @@ class Result:
                 f"{self.pages}")
 
     def write_csv(self, path: Path) -> Path:
-        """The whole result (every fetched row, not just the page) as a CSV file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(self.columns)
-            for row in self.rows:
-                writer.writerow([_csv_value(v) for v in row])
-        return path
+        """Every fetched row (not just the page) as a CSV file."""
+        return write_csv(path, self.columns, [self.rows]).path
 
     def chart_spec(self) -> dict[str, Any] | None:
         return self.chart if self.chart is not None else chart_spec(self.columns, self.rows)
@@ -89,14 +94,6 @@ def _unique(columns: list[str]) -> list[str]:
         seen[name] = n
         out.append(name if n == 1 else f"{name}_{n}")
     return out
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, dt.date | dt.datetime | dt.time):
-        return value.isoformat()
-    return value
 
 
 def format_number(value: Any) -> str:

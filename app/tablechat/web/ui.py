@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from .. import _loop
 from ..core import TableChat
 from ..errors import TableChatError
 from . import browse, chat
@@ -130,10 +131,25 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
         ask_outs = [chatbot, conv_state, question_box, notice, sql_code, *result_outs]
         schema_outs = [tables_df, table_pick, table_md, columns_df]
 
+        def csv_file(result: Result, session: str) -> Path:
+            """The CSV behind the download button (blocking): the fetched rows, or, when the
+            row cap cut the result, the whole of it: its query runs again, through the same
+            guard, up to TABLECHAT_EXPORT_MAX_ROWS rows (which counts them for the info line)."""
+            path = csv_root / session / "result.csv"
+            if result.truncated and result.source:
+                try:
+                    export = tc.export_csv(result.source, path, session=session)
+                except TableChatError as exc:
+                    result.export_error = str(exc)
+                else:
+                    result.total, result.total_cut = export.rows, export.truncated
+                    return export.path
+            return result.write_csv(path)
+
         def show(result: Result | None, session: str, page: int = 0,
                  empty: str = "Ask a question to see its result here.",
-                 csv: bool = True) -> list[Any]:
-            """Values for ``result_outs`` (``csv=False``: a preview, the CSV comes later)."""
+                 csv: Path | None = None) -> list[Any]:
+            """Values for ``result_outs`` (``csv=None``: a preview, the CSV comes later)."""
             if result is None:
                 return [gr.Dataframe(value=None, visible=False), empty, None, 0,
                         gr.DownloadButton(value=None, visible=False),
@@ -142,9 +158,8 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                         gr.Button(visible=False), gr.Button(visible=False)]
             frame, info, page = result.page(page)
             download: Any = gr.skip()
-            if csv:
-                path = result.write_csv(csv_root / session / "result.csv")
-                download = gr.DownloadButton(value=str(path), visible=bool(result.rows))
+            if csv is not None:
+                download = gr.DownloadButton(value=str(csv), visible=bool(result.rows))
             view = chart_view(result)
             hidden: dict[str, Any] = {"visible": False}
 
@@ -181,9 +196,12 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     sql = next((t.get("sql") for t in reversed(upd.conv)
                                 if t["role"] == "assistant"), None)
                     out[4] = pretty_sql(sql, dialect) if sql else ""
-                    out.extend(show(current, session, empty="This answer has no table."))
+                    csv = None if current is None else await _loop.in_thread(
+                        csv_file, current, session)
+                    out.extend(show(current, session, empty="This answer has no table.",
+                                    csv=csv))
                 elif upd.result is not None:
-                    out.extend(show(current, session, csv=False))
+                    out.extend(show(current, session))
                 else:
                     out.extend([gr.skip()] * len(result_outs))
                 yield out
@@ -232,9 +250,10 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
             if metrics is not None:
                 metrics.sql_run("ok")
             result = Result(sql=answer.sql or sql, columns=answer.columns, rows=answer.rows,
-                            truncated=answer.truncated, chart=answer.chart)
+                            truncated=answer.truncated, chart=answer.chart, source=sql)
             conv = chat.record_sql_run(conv, sql, result, None)
-            return [chat.messages(conv), conv, "", *show(result, session)]
+            return [chat.messages(conv), conv, "",
+                    *show(result, session, csv=csv_file(result, session))]
 
         def on_page(result: Result | None, page: int, delta: int) -> list[Any]:
             if result is None:

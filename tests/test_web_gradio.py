@@ -88,8 +88,14 @@ def test_a_single_number_is_shown_big(client: Client) -> None:
 
 def test_the_csv_download_holds_the_whole_result(client: Client, server: LiveServer) -> None:
     """5,000 customers, shown up to the row cap (1,000), paged; the CSV is the whole result:
-    the query ran again without the cap, and that counted the rows for the info line."""
-    out = client.predict("List every customer", api_name="/ask")
+    the query ran again without the cap, and that counted the rows for the info line. The
+    answer comes first; the CSV and the count follow in one more update."""
+    job = client.submit("List every customer", api_name="/ask")
+    out = job.result()
+    answered = job.outputs()[-2]
+    assert "customer" in text_of(answered[ASK["chat"]][-1]).lower()
+    assert answered[ASK["csv"]].get("visible") is False, "no CSV until the export is written"
+    assert "found more" in answered[ASK["info"]]  # not counted yet
     info = out[ASK["info"]]
     assert info.startswith("Showing rows 1–50 of 1,000"), info
     assert "row cap" in info and "found 5,000 rows; the CSV has all 5,000" in info, info

@@ -128,6 +128,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
 
         result_outs = [table, table_info, result_state, page_state, download_btn, number_md,
                        bar, line, scatter, prev_btn, next_btn]
+        download_at = result_outs.index(download_btn)
         ask_outs = [chatbot, conv_state, question_box, notice, sql_code, *result_outs]
         schema_outs = [tables_df, table_pick, table_md, columns_df]
 
@@ -196,6 +197,15 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     sql = next((t.get("sql") for t in reversed(upd.conv)
                                 if t["role"] == "assistant"), None)
                     out[4] = pretty_sql(sql, dialect) if sql else ""
+                    if current is not None and current.truncated and current.source:
+                        # the answer now; the CSV of the whole result (its query runs
+                        # again) and the row count it finds follow
+                        pending = show(current, session, empty="This answer has no table.")
+                        pending[download_at] = gr.DownloadButton(value=None, visible=False)
+                        yield out + pending
+                        path = await _loop.in_thread(csv_file, current, session)
+                        yield [gr.skip()] * len(out) + show(current, session, csv=path)
+                        return
                     csv = None if current is None else await _loop.in_thread(
                         csv_file, current, session)
                     out.extend(show(current, session, empty="This answer has no table.",

@@ -165,6 +165,22 @@ def test_cli_ask_json_prints_the_documented_shape(demo_db: Path, capsys) -> None
     assert "reading schema" in err  # progress goes to stderr, never stdout
 
 
+def test_cli_ask_writes_the_whole_result_to_a_csv(demo_db: Path, tmp_path: Path,
+                                                  capsys) -> None:
+    target = tmp_path / "customers.csv"
+    code = main(["ask", "List every customer", "--database", str(demo_db), "--max-rows", "20",
+                 "--csv", str(target)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert len(out.strip().splitlines()) >= 22  # header, rule and the 20 rows printed
+    assert f"wrote 5,000 rows to {target}" in err
+    assert len(target.read_text().splitlines()) == 5001  # the whole result, past --max-rows
+    small = tmp_path / "regions.csv"
+    assert main(["ask", "How many regions are there?", "--database", str(demo_db),
+                 "--csv", str(small)]) == 0
+    assert small.read_text().splitlines()[1:] == ["5"]
+
+
 def test_cli_ask_empty_question_exits_nonzero(demo_db: Path, capsys) -> None:
     code = main(["ask", "  ", "--database", str(demo_db)])
     _, err = capsys.readouterr()

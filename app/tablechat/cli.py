@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         help='print {"question","sql","columns","rows","text","engine"} as JSON',
     )
     ask.add_argument("--max-rows", type=int, help="most rows to print and fetch")
+    ask.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="also write the whole result to FILE as CSV (past --max-rows: the query runs "
+        "again, up to TABLECHAT_EXPORT_MAX_ROWS rows)",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -144,8 +150,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
             elif isinstance(event, ev.SQL) and not args.json:
                 print(f"SQL: {event.sql}", file=sys.stderr, flush=True)
 
+    exported = ""
     try:
         asyncio.run(run())
+        if args.csv and answer.source_sql and not answer.error:
+            exported = _export(tc, answer, args.csv)
+    except TableChatError as exc:
+        answer.error = f"the CSV export failed: {exc}"
     finally:
         tc.close()
     if args.json:
@@ -162,10 +173,24 @@ def cmd_ask(args: argparse.Namespace) -> int:
         if answer.text:
             print(f"\n{answer.text}" if answer.columns else answer.text)
         print(f"[engine: {answer.engine or '-'}]", file=sys.stderr)
+    if exported:
+        print(exported, file=sys.stderr)
     if answer.error:
         print(f"error: {answer.error}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _export(tc: Any, answer: Answer, path: str) -> str:
+    """Write the answer's whole result to ``path``; what was written, for stderr."""
+    from .export import write_csv
+
+    if answer.truncated:
+        export = tc.export_csv(answer.source_sql, path)
+    else:  # every row is already here
+        export = write_csv(path, answer.columns, [answer.rows])
+    cut = " (cut at TABLECHAT_EXPORT_MAX_ROWS)" if export.truncated else ""
+    return f"wrote {export.rows:,} rows to {export.path}{cut}"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

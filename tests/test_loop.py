@@ -282,3 +282,27 @@ def test_interrupting_run_sync_cancels_the_coroutine() -> None:
     with pytest.raises(KeyboardInterrupt):
         _loop.run_sync(slow())
     assert cancelled.wait(5)  # not left running on the background loop
+
+
+def test_a_pool_starts_a_thread_only_when_none_is_free() -> None:
+    pool = _loop._Workers(4, "test-seq")
+
+    async def main() -> set[str]:
+        loop = asyncio.get_running_loop()
+        names = set()
+        for _ in range(30):  # one after another: the one thread serves them all
+            future = loop.create_future()
+            pool.submit(loop, future, lambda: threading.current_thread().name, (), {})
+            names.add(await future)
+        return names
+
+    assert asyncio.run(main()) == {"test-seq_0"}
+    assert pool._started == 1
+
+
+def test_in_worker_thread_tells_tablechat_s_workers_apart() -> None:
+    async def main() -> tuple[bool, bool, bool]:
+        other = await asyncio.to_thread(_loop.in_worker_thread)
+        return _loop.in_worker_thread(), other, await _loop.in_thread(_loop.in_worker_thread)
+
+    assert asyncio.run(main()) == (False, False, True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import threading
@@ -10,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tablechat import ConfigurationError, QueryTimeoutError, SQLExecutionError
+from tablechat import ConfigurationError, QueryTimeoutError, SQLExecutionError, _loop
 from tablechat.sql.database import DuckDBDatabase, SQLAlchemyDatabase, open_database
 from tests.support.sqlite_files import sqlite_file
 from tests.test_guard import HOSTILE
@@ -250,6 +251,15 @@ def test_sqlite_keeps_a_connection_per_thread_and_close_ends_them(tmp_path: Path
     db = open_database(f"sqlite:///{path}", timeout=5.0)
     assert isinstance(db, SQLAlchemyDatabase)
     try:
+        others = [threading.Thread(target=db.execute, args=("SELECT 1",),
+                                   kwargs={"max_rows": 1}) for _ in range(3)]
+        for thread in others:  # threads of others (which may come and go) use the pool
+            thread.start()
+            thread.join(5)
+        assert db.execute("SELECT count(*) FROM t", max_rows=1).rows == [(1,)]
+        assert db._kept == []
+        asyncio.run(_loop.in_thread(db.execute, "SELECT 1", max_rows=1))
+        assert len(db._kept) == 1  # tablechat's worker keeps its own
         mine = db._sqlite_connection()
         assert db._sqlite_connection() is mine  # kept: no pool check-out per query
         others: list[object] = []

@@ -89,7 +89,8 @@ class _Workers:
     A call goes to the threads through one queue and its result comes back with one
     ``call_soon_threadsafe``. ``asyncio.to_thread`` also passes through a ThreadPoolExecutor, a
     concurrent Future and two chained callbacks, which costs about four times as much per
-    call. Threads are started as needed, up to ``size``; beyond that, calls wait their turn.
+    call. A thread is started when a call finds no thread waiting for it, up to ``size``;
+    beyond that, calls wait their turn.
     """
 
     def __init__(self, size: int, prefix: str) -> None:
@@ -97,37 +98,53 @@ class _Workers:
         self._prefix = prefix
         self._calls: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._idle = 0  # threads waiting for a call nobody has claimed yet
+        self._waiting = 0  # threads blocked on the queue
+        self._queued = 0  # calls in the queue, not yet taken
         self._started = 0
+        self._local = threading.local()
 
     def submit(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any],
                fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         with self._lock:
-            if self._idle:
-                self._idle -= 1
-                start = False
-            else:
-                start = self._started < self._size
-                self._started += start
+            start = self._queued >= self._waiting and self._started < self._size
+            self._started += start
+            self._queued += 1
             name = f"{self._prefix}_{self._started - 1}"
-        self._calls.put((loop, future, contextvars.copy_context(), fn, args, kwargs))
         if start:
-            threading.Thread(target=self._work, name=name, daemon=True).start()
+            try:
+                threading.Thread(target=self._work, name=name, daemon=True).start()
+            except BaseException:  # no thread to be had: the caller hears it, nothing queued
+                with self._lock:
+                    self._started -= 1
+                    self._queued -= 1
+                raise
+        self._calls.put((loop, future, contextvars.copy_context(), fn, args, kwargs))
+
+    def is_worker(self) -> bool:
+        """Whether the current thread is one of these (long-lived) threads."""
+        return getattr(self._local, "worker", False)
 
     def _work(self) -> None:
+        self._local.worker = True
+        with self._lock:
+            self._waiting += 1
         while True:
             loop, future, context, fn, args, kwargs = self._calls.get()
+            with self._lock:
+                self._waiting -= 1
+                self._queued -= 1
             try:
                 outcome = (True, context.run(fn, *args, **kwargs))
             except StopIteration as exc:  # cannot be set on a Future (as asyncio does)
                 outcome = (False, RuntimeError(f"StopIteration: {exc}"))
             except BaseException as exc:
                 outcome = (False, exc)
+            with self._lock:  # free again before anyone hears the result (and calls again)
+                self._waiting += 1
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 loop.call_soon_threadsafe(_settle, future, *outcome)
-            del future, outcome, args, kwargs  # drop references while idle
-            with self._lock:
-                self._idle += 1
+            # hold nothing of the call while waiting for the next one
+            del loop, future, context, fn, args, kwargs, outcome
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -140,6 +157,12 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 
 
 _workers = _Workers(WORKERS, "tablechat-worker")
+
+
+def in_worker_thread() -> bool:
+    """Whether the current thread is one of tablechat's worker threads (:func:`in_thread`),
+    which live as long as the process: per-thread resources can be kept in them."""
+    return _workers.is_worker()
 
 
 async def in_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 
+from .._loop import in_worker_thread
 from ..errors import (
     ConfigurationError,
     DatabaseUnavailableError,
@@ -397,32 +398,38 @@ class SQLAlchemyDatabase(Database):
         self.qualifiers = (default_schema, "main", self.name)
 
     @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A DBAPI connection from SQLAlchemy's pool, which rolls the transaction back when it
+        is returned; except a SQLite file's in tablechat's worker threads, each of which keeps
+        its own (``_sqlite_connection``)."""
+        if self._engine.dialect.name == "sqlite" and in_worker_thread():
+            driver = self._sqlite_connection()
+            try:
+                yield driver
+            finally:
+                driver.rollback()
+            return
+        connection = self._engine.raw_connection()
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    @contextlib.contextmanager
     def _read_only(self) -> Iterator[Any]:
         """A DBAPI cursor in a read-only transaction bounded by the timeout.
 
         The driver's own cursor: a question's one query needs none of SQLAlchemy's result
-        machinery, which cost as much as a small SQLite query. Servers' connections come from
-        SQLAlchemy's pool, which rolls the transaction back when one is returned; SQLite's are
-        kept per thread (read-only for their whole life: ``PRAGMA query_only``).
+        machinery, which cost as much as a small SQLite query.
         """
         backend = self._engine.dialect.name
-        if backend == "sqlite":
-            driver: Any = self._sqlite_connection()
-            cursor = driver.cursor()
-            deadline = time.monotonic() + self.timeout
-            driver.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-            try:
-                yield cursor
-            finally:
-                driver.set_progress_handler(None, 0)
-                cursor.close()
-                driver.rollback()
-            return
-        connection: Any = self._engine.raw_connection()
-        try:
+        with self._connection() as connection:
             cursor = connection.cursor()
-            driver = connection.driver_connection
-            if backend == "postgresql":
+            driver: Any = getattr(connection, "driver_connection", connection)
+            deadline = time.monotonic() + self.timeout
+            if backend == "sqlite":  # read-only: query_only is set on every connection made
+                driver.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+            elif backend == "postgresql":
                 cursor.execute("SET TRANSACTION READ ONLY")
                 cursor.execute(f"SET LOCAL statement_timeout = {int(self.timeout * 1000)}")
             elif backend in ("mysql", "mariadb"):
@@ -431,14 +438,16 @@ class SQLAlchemyDatabase(Database):
             try:
                 yield cursor
             finally:
+                if backend == "sqlite":
+                    driver.set_progress_handler(None, 0)
                 cursor.close()
-        finally:
-            connection.close()
 
     def _sqlite_connection(self) -> Any:
         """This thread's own SQLite connection, made by the pool (so ``query_only`` is set on
         it) and then kept by the thread: a SQLite file needs no pool, and checking a connection
-        out of SQLAlchemy's and back in cost as much as a small query (~0.15 ms)."""
+        out of SQLAlchemy's and back in cost as much as a small query (~0.15 ms). Only
+        tablechat's workers keep one (they live as long as the process); other threads, which
+        may come and go, use the pool."""
         kept = getattr(self._local, "kept", None)
         if kept is not None and kept[0] == self._generation:
             return kept[1]

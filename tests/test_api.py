@@ -179,6 +179,13 @@ def test_cli_ask_writes_the_whole_result_to_a_csv(demo_db: Path, tmp_path: Path,
     assert main(["ask", "How many regions are there?", "--database", str(demo_db),
                  "--csv", str(small)]) == 0
     assert small.read_text().splitlines()[1:] == ["5"]
+    capsys.readouterr()
+    nowhere = tmp_path / "missing-dir-is-a-file"
+    nowhere.write_text("")
+    assert main(["ask", "List every customer", "--database", str(demo_db), "--max-rows", "20",
+                 "--csv", str(nowhere / "c.csv")]) == 1
+    _, err = capsys.readouterr()
+    assert "the CSV export failed" in err and "Traceback" not in err
 
 
 def test_cli_ask_empty_question_exits_nonzero(demo_db: Path, capsys) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,28 @@ def test_the_writer_formats_cells_and_stops_at_its_cap(tmp_path: Path) -> None:
     assert (export.rows, export.truncated) == (2, True)  # a row more than the cap: cut
     assert _read(tmp_path / "w.csv") == [["n", "s", "d"], ["1", "", "2024-01-02"],
                                          ["2", "x", "2024-01-02T03:04:00"]]
+
+
+def test_two_exports_to_one_path_never_mix(tmp_path: Path) -> None:
+    import threading
+
+    target = tmp_path / "same.csv"
+    halfway, b_done = threading.Event(), threading.Event()
+
+    def slow_batches() -> Iterator[list[tuple[str]]]:
+        yield [("a1",)]
+        halfway.set()
+        b_done.wait(5)  # B writes its whole file meanwhile
+        yield [("a2",)]
+
+    outcome: list[object] = []
+    a = threading.Thread(target=lambda: outcome.append(
+        write_csv(target, ["x"], slow_batches())))
+    a.start()
+    assert halfway.wait(5)
+    b = write_csv(target, ["x"], [[("b1",), ("b2",), ("b3",)]])
+    assert _read(target) == [["x"], ["b1"], ["b2"], ["b3"]] and b.rows == 3
+    b_done.set()
+    a.join(5)
+    assert _read(target) == [["x"], ["a1"], ["a2"]]  # A's whole file, then: never a mix
+    assert [p.name for p in tmp_path.iterdir()] == ["same.csv"]

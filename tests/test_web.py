@@ -149,7 +149,10 @@ def test_a_cut_result_says_what_its_export_found() -> None:
     capped = Result("", ["a"], rows, truncated=True, total=100, total_cut=True)
     assert "found 100 or more rows; the CSV has the first 100" in capped.info()
     failed = Result("", ["a"], rows, truncated=True, export_error="the query ran too long")
-    assert "the CSV has these 10 only: the query ran too long" in failed.info()
+    assert "exporting all rows failed: the query ran too long" in failed.info()
+    assert not failed.exportable  # no query at hand to run again
+    assert Result("", ["a"], rows, truncated=True, source="SELECT a FROM t").exportable
+    assert not counted.exportable  # exported already
 
 
 def test_csv_writes_dates_and_nulls_plainly(tmp_path: Path) -> None:

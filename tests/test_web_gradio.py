@@ -22,6 +22,7 @@ from tests.test_web_support import LiveServer, ScriptedChatModel
 ASK = {"chat": 0, "question": 1, "notice": 2, "sql": 3, "table": 4, "info": 5, "csv": 6,
        "number": 7, "bar": 8, "line": 9, "scatter": 10}
 RUN = {"chat": 0, "notice": 1, "table": 2, "info": 3, "csv": 4, "number": 5, "bar": 6}
+# (states and buttons are not among an endpoint's outputs for gradio_client)
 UPLOAD = {"message": 0, "tables": 1, "pick": 2, "summary": 3, "columns": 4}
 
 
@@ -86,38 +87,51 @@ def test_a_single_number_is_shown_big(client: Client) -> None:
     assert out[ASK["bar"]]["visible"] is False
 
 
-def test_the_csv_download_holds_the_whole_result(client: Client, server: LiveServer) -> None:
-    """5,000 customers, shown up to the row cap (1,000), paged; the CSV is the whole result:
-    the query ran again without the cap, and that counted the rows for the info line. The
-    answer comes first; the CSV and the count follow in one more update."""
-    job = client.submit("List every customer", api_name="/ask")
-    out = job.result()
-    answered = job.outputs()[-2]
-    assert "customer" in text_of(answered[ASK["chat"]][-1]).lower()
-    assert answered[ASK["csv"]].get("visible") is False, "no CSV until the export is written"
-    assert "found more" in answered[ASK["info"]]  # not counted yet
-    info = out[ASK["info"]]
-    assert info.startswith("Showing rows 1–50 of 1,000"), info
-    assert "row cap" in info and "found 5,000 rows; the CSV has all 5,000" in info, info
-    assert len(rows_of(out[ASK["table"]])) == 50, "the table is paged"
-    csv_url = out[ASK["csv"]]["value"]
-    path = csv_url["path"] if isinstance(csv_url, dict) else csv_url
+def _download(server: LiveServer, button: dict[str, Any]) -> list[str]:
+    value = button["value"]
+    path = value["path"] if isinstance(value, dict) else value
     r = httpx.get(f"{server.url}/gradio_api/file={path}")
     assert r.status_code == 200
-    lines = r.text.splitlines()
+    return r.text.splitlines()
+
+
+def test_a_result_cut_at_the_cap_exports_whole_on_demand(
+    client: Client, server: LiveServer
+) -> None:
+    """5,000 customers, shown up to the row cap (1,000), paged; the CSV holds the rows shown,
+    and the Export button runs the query again without the cap for all of them (which also
+    counts them for the info line)."""
+    out = client.predict("List every customer", api_name="/ask")
+    info = out[ASK["info"]]
+    assert info.startswith("Showing rows 1–50 of 1,000") and "found more" in info, info
+    assert len(rows_of(out[ASK["table"]])) == 50, "the table is paged"
+    assert "1,000 rows shown" in out[ASK["csv"]]["label"]
+    lines = _download(server, out[ASK["csv"]])
+    assert lines[0] == "id,name,country" and len(lines) == 1001
+    info, button = client.predict(api_name="/export")
+    assert "found 5,000 rows; the CSV has all 5,000" in info, info
+    assert "all 5,000 rows" in button["label"]
+    lines = _download(server, button)
     assert lines[0] == "id,name,country" and len(lines) == 5001
     assert len(set(lines[1:])) == 5000  # each customer once
 
 
-def test_edited_sql_cut_at_the_cap_downloads_whole_up_to_its_own_limit(
+def test_edited_sql_cut_at_the_cap_exports_up_to_its_own_limit(
     client: Client, server: LiveServer
 ) -> None:
     out = client.predict("SELECT id FROM customers ORDER BY id LIMIT 1500", api_name="/run_sql")
-    assert "found 1,500 rows; the CSV has all 1,500" in out[RUN["info"]], out[RUN["info"]]
-    csv_url = out[RUN["csv"]]["value"]
-    path = csv_url["path"] if isinstance(csv_url, dict) else csv_url
-    lines = httpx.get(f"{server.url}/gradio_api/file={path}").text.splitlines()
+    assert "found more" in out[RUN["info"]]
+    info, button = client.predict(api_name="/export")
+    assert "found 1,500 rows; the CSV has all 1,500" in info, info
+    lines = _download(server, button)
     assert lines[0] == "id" and len(lines) == 1501 and lines[-1] == "1500"
+
+
+def test_a_result_that_is_whole_has_nothing_more_to_export(client: Client) -> None:
+    out = client.predict("How many regions are there?", api_name="/ask")
+    assert out[ASK["csv"]]["label"] == "⬇ Download CSV"
+    # the Export button stays hidden; called anyway, it changes nothing
+    assert client.predict(api_name="/export") == ({"__type__": "update"}, {"__type__": "update"})
 
 
 def test_edited_sql_runs_through_the_guard(client: Client) -> None:

@@ -154,9 +154,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run())
         if args.csv and answer.source_sql and not answer.error:
-            exported = _export(tc, answer, args.csv)
-    except TableChatError as exc:
-        answer.error = f"the CSV export failed: {exc}"
+            try:
+                exported = _export(tc, answer, args.csv)
+            except (TableChatError, OSError) as exc:
+                answer.error = f"the CSV export failed: {exc}"
     finally:
         tc.close()
     if args.json:

@@ -32,8 +32,9 @@ class Settings(BaseSettings):
         1000, gt=0, description="Most rows a query returns; a larger LIMIT is lowered to this."
     )
     export_max_rows: int = Field(
-        1_000_000, gt=0, description="Most rows a CSV export of a result writes (the UI's "
-        "download of a result cut at TABLECHAT_MAX_ROWS runs its query again, up to this).",
+        1_000_000, gt=0, description="Most rows a CSV export of a whole result writes (the "
+        "UI's Export all rows and `tablechat ask --csv` run a query cut at TABLECHAT_MAX_ROWS "
+        "again, up to this).",
     )
     memory_limit: str = Field("1GB", description="DuckDB memory limit for the query sandbox.")
     threads: int = Field(2, gt=0, description="DuckDB worker threads for the query sandbox.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +50,12 @@ def write_csv(
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f".{target.name}.{os.getpid()}.part")
+    # a name of its own: two exports to one path never write into each other's file
+    part = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
     written = 0
     truncated = False
     try:
-        with part.open("w", newline="", encoding="utf-8") as fh:
+        with part.open("x", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(columns)
             for batch in batches:

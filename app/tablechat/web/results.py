@@ -34,6 +34,11 @@ class Result:
     export_error: str = ""  # why the whole result could not be exported
 
     @property
+    def exportable(self) -> bool:
+        """Cut at the row cap, with its query at hand, and not exported whole yet."""
+        return self.truncated and bool(self.source) and self.total is None
+
+    @property
     def pages(self) -> int:
         return max(1, math.ceil(len(self.rows) / PAGE_SIZE))
 
@@ -58,7 +63,7 @@ class Result:
                     f"{self.total:,})")
         elif self.truncated:
             more = (f" (cut at the row cap, TABLECHAT_MAX_ROWS={total}: the query found more"
-                    + (f"; the CSV has these {total:,} only: {self.export_error}"
+                    + (f"; exporting all rows failed: {self.export_error}"
                        if self.export_error else "") + ")")
         if total == 0:
             return "The query returned no rows."

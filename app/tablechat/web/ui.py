@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,25 @@ CSS = """
 #tc-notice p { margin: 0; }
 footer { display: none !important; }
 """
+
+
+KEEP_CSV_FILES = 4  # a session's newest result files; older ones are deleted
+
+
+def download_label(result: Result) -> str:
+    if result.total is not None:
+        return f"⬇ Download CSV (all {result.total:,} rows)" if not result.total_cut else \
+            f"⬇ Download CSV (first {result.total:,} rows)"
+    if result.truncated:
+        return f"⬇ Download CSV (the {len(result.rows):,} rows shown)"
+    return "⬇ Download CSV"
+
+
+def _prune(folder: Path, *, keep: int) -> None:
+    """Delete all but the newest ``keep`` CSV files in ``folder``."""
+    files = sorted(folder.glob("result-*.csv"), key=lambda f: f.stat().st_mtime, reverse=True)
+    for old in files[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def session_of(request: gr.Request | None) -> str:
@@ -90,6 +110,8 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                         run_btn = gr.Button("▶ Run SQL", size="sm", elem_id="tc-run")
                         download_btn = gr.DownloadButton("⬇ Download CSV", size="sm",
                                                          visible=False, elem_id="tc-csv")
+                        export_btn = gr.Button("Export all rows", size="sm", visible=False,
+                                               elem_id="tc-export")
                     table_info = gr.Markdown("Ask a question to see its result here.",
                                              label="Rows shown", elem_id="tc-table-info")
                     table = gr.Dataframe(interactive=False, max_height=360, label="Result",
@@ -127,25 +149,29 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     upload_md = gr.Markdown(label="Upload", elem_id="tc-upload-msg")
 
         result_outs = [table, table_info, result_state, page_state, download_btn, number_md,
-                       bar, line, scatter, prev_btn, next_btn]
-        download_at = result_outs.index(download_btn)
+                       bar, line, scatter, prev_btn, next_btn, export_btn]
         ask_outs = [chatbot, conv_state, question_box, notice, sql_code, *result_outs]
         schema_outs = [tables_df, table_pick, table_md, columns_df]
 
-        def csv_file(result: Result, session: str) -> Path:
-            """The CSV behind the download button (blocking): the fetched rows, or, when the
-            row cap cut the result, the whole of it: its query runs again, through the same
-            guard, up to TABLECHAT_EXPORT_MAX_ROWS rows (which counts them for the info line)."""
-            path = csv_root / session / "result.csv"
-            if result.truncated and result.source:
+        def csv_file(result: Result, session: str, *, whole: bool = False) -> Path:
+            """A CSV of the result (blocking), in a file of its own: the fetched rows, or with
+            ``whole`` (the Export button) the whole result: its query runs again through the
+            same guard, up to TABLECHAT_EXPORT_MAX_ROWS rows, which counts them for the info
+            line. Only the session's newest few files are kept."""
+            folder = csv_root / session
+            path = folder / f"result-{uuid.uuid4().hex[:12]}.csv"
+            if whole and result.source:
                 try:
                     export = tc.export_csv(result.source, path, session=session)
-                except TableChatError as exc:
+                except (TableChatError, OSError) as exc:
                     result.export_error = str(exc)
                 else:
                     result.total, result.total_cut = export.rows, export.truncated
+                    _prune(folder, keep=KEEP_CSV_FILES)
                     return export.path
-            return result.write_csv(path)
+            result.write_csv(path)
+            _prune(folder, keep=KEEP_CSV_FILES)
+            return path
 
         def show(result: Result | None, session: str, page: int = 0,
                  empty: str = "Ask a question to see its result here.",
@@ -156,11 +182,13 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                         gr.DownloadButton(value=None, visible=False),
                         gr.Markdown(visible=False), gr.BarPlot(visible=False),
                         gr.LinePlot(visible=False), gr.ScatterPlot(visible=False),
-                        gr.Button(visible=False), gr.Button(visible=False)]
+                        gr.Button(visible=False), gr.Button(visible=False),
+                        gr.Button(visible=False)]
             frame, info, page = result.page(page)
             download: Any = gr.skip()
             if csv is not None:
-                download = gr.DownloadButton(value=str(csv), visible=bool(result.rows))
+                download = gr.DownloadButton(value=str(csv), visible=bool(result.rows),
+                                             label=download_label(result))
             view = chart_view(result)
             hidden: dict[str, Any] = {"visible": False}
 
@@ -178,7 +206,8 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     plot("bar", gr.BarPlot), plot("line", gr.LinePlot),
                     plot("scatter", gr.ScatterPlot),
                     gr.Button(visible=paged, interactive=page > 0),
-                    gr.Button(visible=paged, interactive=page < result.pages - 1)]
+                    gr.Button(visible=paged, interactive=page < result.pages - 1),
+                    gr.Button(visible=result.exportable)]
 
         async def stream_answer(question: str, conv: list[chat.Turn],
                                 session: str) -> AsyncIterator[list[Any]]:
@@ -197,15 +226,6 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     sql = next((t.get("sql") for t in reversed(upd.conv)
                                 if t["role"] == "assistant"), None)
                     out[4] = pretty_sql(sql, dialect) if sql else ""
-                    if current is not None and current.truncated and current.source:
-                        # the answer now; the CSV of the whole result (its query runs
-                        # again) and the row count it finds follow
-                        pending = show(current, session, empty="This answer has no table.")
-                        pending[download_at] = gr.DownloadButton(value=None, visible=False)
-                        yield out + pending
-                        path = await _loop.in_thread(csv_file, current, session)
-                        yield [gr.skip()] * len(out) + show(current, session, csv=path)
-                        return
                     csv = None if current is None else await _loop.in_thread(
                         csv_file, current, session)
                     out.extend(show(current, session, empty="This answer has no table.",
@@ -271,7 +291,16 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
             frame, info, page = result.page(page + delta)
             return [frame, info, gr.skip(), page, gr.skip(), gr.skip(), gr.skip(), gr.skip(),
                     gr.skip(), gr.Button(interactive=page > 0),
-                    gr.Button(interactive=page < result.pages - 1)]
+                    gr.Button(interactive=page < result.pages - 1), gr.skip()]
+
+        def on_export(result: Result | None, page: int, request: gr.Request) -> list[Any]:
+            """The whole of a result cut at the row cap, as the CSV to download."""
+            if result is None or not result.exportable:
+                return [gr.skip()] * 4
+            path = csv_file(result, session_of(request), whole=True)
+            return [result.info(page), result,
+                    gr.DownloadButton(value=str(path), label=download_label(result)),
+                    gr.Button(visible=result.exportable)]
 
         def schema_values(session: str, pick: str | None) -> list[Any]:
             snap = tc.snapshot(session)
@@ -346,6 +375,9 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                        api_visibility="private", **common)
         next_btn.click(lambda r, p: on_page(r, p, +1), [result_state, page_state], result_outs,
                        api_visibility="private", **common)
+        export_btn.click(on_export, [result_state, page_state],
+                         [table_info, result_state, download_btn, export_btn], api_name="export",
+                         **common)
         table_pick.input(on_pick, [table_pick], [table_md, columns_df], api_name="schema",
                          **common)
         upload_file.upload(on_upload, [upload_file], [upload_md, *schema_outs],

@@ -260,6 +260,29 @@ def test_a_model_with_its_own_invoke_is_called_through_it(demo_db: Path) -> None
     assert calls == ["invoke", "invoke", "ainvoke", "ainvoke"]  # SQL and answer, each model
 
 
+def test_a_langchain_run_that_asks_sees_the_model_calls(demo_db: Path) -> None:
+    """Called inside a LangChain run (a RunnableLambda here), tablechat's model calls report to
+    that run's callbacks, as they would through the model's invoke."""
+    from typing import Any
+
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.runnables import RunnableLambda
+
+    class Seen(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.starts: list[Any] = []
+
+        def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+            self.starts.append(kwargs.get("parent_run_id"))
+
+    replies = ["SELECT count(*) AS n FROM regions", "There are 5 regions."]
+    with tablechat.connect(demo_db, llm=FakeListChatModel(responses=replies)) as tc:
+        seen = Seen()
+        answer = RunnableLambda(tc.ask).invoke("how many regions", config={"callbacks": [seen]})
+    assert answer.rows == [(5,)]
+    assert len(seen.starts) == 2 and all(parent is not None for parent in seen.starts)
+
+
 def test_history_reaches_the_prompt(demo_db: Path) -> None:
     model = FakeListChatModel(responses=["SELECT count(*) FROM orders", "ok"])
     prompts: list[str] = []

@@ -114,6 +114,28 @@ def test_a_number_is_big_and_a_follow_up_uses_the_history(page: Page, artifacts:
     page.screenshot(path=artifacts / "browser-follow-up.png", full_page=True)
 
 
+def test_a_result_cut_at_the_row_cap_exports_all_its_rows(page: Page, artifacts: Path,
+                                                          tmp_path: Path) -> None:
+    editor = page.locator("#tc-sql .cm-content")
+    editor.click()
+    page.keyboard.type("SELECT id FROM customers ORDER BY id LIMIT 1500")
+    page.click("#tc-run")
+    info = page.locator("#tc-table-info")
+    expect(info).to_contain_text("cut at the row cap")
+    expect(page.locator("#tc-csv")).to_contain_text("1,000 rows shown")
+    page.click("#tc-export")
+    expect(info).to_contain_text("the query found 1,500 rows; the CSV has all 1,500")
+    expect(page.locator("#tc-csv")).to_contain_text("all 1,500 rows")
+    expect(page.locator("#tc-export")).to_be_hidden()
+    with page.expect_download() as download:
+        page.click("#tc-csv")
+    saved = tmp_path / "export.csv"
+    download.value.save_as(saved)
+    lines = saved.read_text().splitlines()
+    assert lines[0] == "id" and len(lines) == 1501 and lines[-1] == "1500"
+    page.screenshot(path=artifacts / "browser-export.png", full_page=True)
+
+
 def test_edit_the_sql_and_run_it_again(page: Page, artifacts: Path) -> None:
     ask(page, "Revenue by region")
     expect(page.locator("#tc-table")).to_contain_text("Latin America")

@@ -121,6 +121,8 @@ def test_edited_sql_cut_at_the_cap_exports_up_to_its_own_limit(
 ) -> None:
     out = client.predict("SELECT id FROM customers ORDER BY id LIMIT 1500", api_name="/run_sql")
     assert "found more" in out[RUN["info"]]
+    assert "found more than 1,000 rows; the first 1,000 are shown" in text_of(
+        out[RUN["chat"]][-1])
     info, button = client.predict(api_name="/export")
     assert "found 1,500 rows; the CSV has all 1,500" in info, info
     lines = _download(server, button)

@@ -221,6 +221,9 @@ def record_sql_run(conv: list[Turn], sql: str, result: Result | None, error: str
                   "display": f"▶ Ran the edited SQL\n```sql\n{sql}\n```"}
     if result is not None:
         text = f"The edited query returned {len(result.rows):,} rows."
+        if result.truncated:
+            text = (f"The edited query found more than {len(result.rows):,} rows; the first "
+                    f"{len(result.rows):,} are shown (the row cap).")
         answer: Turn = {"role": "assistant", "content": text, "sql": result.sql,
                         "rows": len(result.rows), "engine": "your SQL"}
     else:

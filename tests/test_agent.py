@@ -275,12 +275,18 @@ def test_a_langchain_run_that_asks_sees_the_model_calls(demo_db: Path) -> None:
         def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
             self.starts.append(kwargs.get("parent_run_id"))
 
+    class NativeAsync(FakeListChatModel):  # the agenerate path (on the loop, no thread)
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+            return self._generate(messages, stop, **kwargs)
+
     replies = ["SELECT count(*) AS n FROM regions", "There are 5 regions."]
-    with tablechat.connect(demo_db, llm=FakeListChatModel(responses=replies)) as tc:
-        seen = Seen()
-        answer = RunnableLambda(tc.ask).invoke("how many regions", config={"callbacks": [seen]})
-    assert answer.rows == [(5,)]
-    assert len(seen.starts) == 2 and all(parent is not None for parent in seen.starts)
+    for model in (FakeListChatModel(responses=replies), NativeAsync(responses=replies)):
+        with tablechat.connect(demo_db, llm=model) as tc:
+            seen = Seen()
+            answer = RunnableLambda(tc.ask).invoke("how many regions",
+                                                   config={"callbacks": [seen]})
+        assert answer.rows == [(5,)]
+        assert len(seen.starts) == 2 and all(parent is not None for parent in seen.starts)
 
 
 def test_history_reaches_the_prompt(demo_db: Path) -> None:

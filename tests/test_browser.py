@@ -127,6 +127,9 @@ def test_a_result_cut_at_the_row_cap_exports_all_its_rows(page: Page, artifacts:
     expect(info).to_contain_text("the query found 1,500 rows; the CSV has all 1,500")
     expect(page.locator("#tc-csv")).to_contain_text("all 1,500 rows")
     expect(page.locator("#tc-export")).to_be_hidden()
+    page.click("#tc-next")  # the result in the session's state keeps what the export found
+    expect(info).to_contain_text("Showing rows 51–100 of 1,000")
+    expect(info).to_contain_text("the query found 1,500 rows")
     with page.expect_download() as download:
         page.click("#tc-csv")
     saved = tmp_path / "export.csv"

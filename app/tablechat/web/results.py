@@ -32,6 +32,7 @@ class Result:
     total: int | None = None  # rows of the whole result, once an export counted them
     total_cut: bool = False  # the export stopped at TABLECHAT_EXPORT_MAX_ROWS as well
     export_error: str = ""  # why the whole result could not be exported
+    export_path: str = ""  # the CSV of the whole result, once exported
 
     @property
     def exportable(self) -> bool:

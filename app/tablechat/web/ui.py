@@ -7,6 +7,7 @@ Each browser tab is one session (``gr.Request.session_hash``): its conversation 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -52,9 +53,11 @@ def download_label(result: Result) -> str:
 
 def _prune(folder: Path, *, keep: int) -> None:
     """Delete all but the newest ``keep`` CSV files in ``folder``."""
-    files = sorted(folder.glob("result-*.csv"), key=lambda f: f.stat().st_mtime, reverse=True)
-    for old in files[keep:]:
-        old.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # another event of the session pruning at once
+        files = sorted(folder.glob("result-*.csv"), key=lambda f: f.stat().st_mtime,
+                       reverse=True)
+        for old in files[keep:]:
+            old.unlink(missing_ok=True)
 
 
 def session_of(request: gr.Request | None) -> str:
@@ -159,6 +162,8 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
             same guard, up to TABLECHAT_EXPORT_MAX_ROWS rows, which counts them for the info
             line. Only the session's newest few files are kept."""
             folder = csv_root / session
+            if result.export_path and Path(result.export_path).is_file():
+                return Path(result.export_path)  # exported whole already: that file
             path = folder / f"result-{uuid.uuid4().hex[:12]}.csv"
             if whole and result.source:
                 try:
@@ -167,6 +172,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     result.export_error = str(exc)
                 else:
                     result.total, result.total_cut = export.rows, export.truncated
+                    result.export_path = str(export.path)
                     _prune(folder, keep=KEEP_CSV_FILES)
                     return export.path
             result.write_csv(path)
@@ -207,7 +213,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     plot("scatter", gr.ScatterPlot),
                     gr.Button(visible=paged, interactive=page > 0),
                     gr.Button(visible=paged, interactive=page < result.pages - 1),
-                    gr.Button(visible=result.exportable)]
+                    gr.Button(visible=csv is not None and result.exportable)]
 
         async def stream_answer(question: str, conv: list[chat.Turn],
                                 session: str) -> AsyncIterator[list[Any]]:
@@ -293,13 +299,14 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     gr.skip(), gr.Button(interactive=page > 0),
                     gr.Button(interactive=page < result.pages - 1), gr.skip()]
 
-        def on_export(result: Result | None, page: int, request: gr.Request) -> list[Any]:
-            """The whole of a result cut at the row cap, as the CSV to download."""
+        def on_export(result: Result | None, request: gr.Request) -> list[Any]:
+            """The whole of a result cut at the row cap, as the CSV to download (the result in
+            the session's state learns its row count in place)."""
             if result is None or not result.exportable:
-                return [gr.skip()] * 4
+                return [gr.skip()] * 3
             path = csv_file(result, session_of(request), whole=True)
-            return [result.info(page), result,
-                    gr.DownloadButton(value=str(path), label=download_label(result)),
+            return [result.info(0), gr.DownloadButton(value=str(path),
+                                                      label=download_label(result)),
                     gr.Button(visible=result.exportable)]
 
         def schema_values(session: str, pick: str | None) -> list[Any]:
@@ -345,39 +352,47 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
             shutil.rmtree(csv_root / session, ignore_errors=True)
 
         common: dict[str, Any] = {"concurrency_limit": limit}
+        # an export still running when the result is replaced (a new question, a SQL run,
+        # Clear) is cancelled: it must not bring the old result back
+        export_ev = export_btn.click(on_export, [result_state],
+                                     [table_info, download_btn, export_btn], api_name="export",
+                                     **common)
+        # the line for the page shown now (the person may have paged meanwhile)
+        export_ev.then(lambda r, p: r.info(p) if r is not None else gr.skip(),
+                       [result_state, page_state], [table_info], api_visibility="private",
+                       **common)
+        replaces: dict[str, Any] = {"cancels": [export_ev], **common}
         ask_inputs = [question_box, conv_state]
         # a question sent while one runs waits for it (instead of being dropped)
-        queued: dict[str, Any] = {"trigger_mode": "always_last", **common}
+        queued: dict[str, Any] = {"trigger_mode": "always_last", **replaces}
         submit_ev = question_box.submit(on_ask, ask_inputs, ask_outs, api_name="ask", **queued)
         click_ev = ask_btn.click(on_ask, ask_inputs, ask_outs, api_visibility="private",
                                  **queued)
         regen_ev = regen_btn.click(on_regenerate, [conv_state], ask_outs,
-                                   api_name="regenerate", **common)
+                                   api_name="regenerate", **replaces)
         retry_ev = chatbot.retry(on_regenerate, [conv_state], ask_outs,
-                                 api_visibility="private", **common)
+                                 api_visibility="private", **replaces)
         pick_ev = examples_ds.click(lambda sample: sample[0], [examples_ds], [question_box],
                                     api_visibility="private", **common)
         example_ev = pick_ev.then(on_ask, ask_inputs, ask_outs, api_visibility="private",
-                                  **common)
+                                  **replaces)
         running = [submit_ev, click_ev, regen_ev, retry_ev, example_ev]
         stop_btn.click(on_stop, [conv_state], [chatbot, conv_state], cancels=running,
                        api_name="stop", **common)
         chatbot.undo(on_undo, [conv_state], [chatbot, conv_state, question_box],
                      api_visibility="private", **common)
         clear_outs = [chatbot, conv_state, question_box, notice, sql_code, *result_outs]
-        clear_btn.click(on_clear, None, clear_outs, cancels=running, api_name="clear", **common)
-        chatbot.clear(on_clear, None, clear_outs, cancels=running, api_visibility="private",
-                      **common)
+        clear_btn.click(on_clear, None, clear_outs, cancels=[*running, export_ev],
+                        api_name="clear", **common)
+        chatbot.clear(on_clear, None, clear_outs, cancels=[*running, export_ev],
+                      api_visibility="private", **common)
         sql_outs = [chatbot, conv_state, notice, *result_outs]
         run_btn.click(on_run_sql, [sql_code, conv_state], sql_outs, api_name="run_sql",
-                      **common)
+                      **replaces)
         prev_btn.click(lambda r, p: on_page(r, p, -1), [result_state, page_state], result_outs,
                        api_visibility="private", **common)
         next_btn.click(lambda r, p: on_page(r, p, +1), [result_state, page_state], result_outs,
                        api_visibility="private", **common)
-        export_btn.click(on_export, [result_state, page_state],
-                         [table_info, result_state, download_btn, export_btn], api_name="export",
-                         **common)
         table_pick.input(on_pick, [table_pick], [table_md, columns_df], api_name="schema",
                          **common)
         upload_file.upload(on_upload, [upload_file], [upload_md, *schema_outs],

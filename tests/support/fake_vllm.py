@@ -44,8 +44,9 @@ Control API (loopback clients only; never logged):
   ``[DONE]``.
 - ``GET /_control/requests``: every request so far (method, path, headers with lower-case
   names, JSON body, ``client_port`` (one per client connection), ``timestamp``,
-  ``first_token_sent_at``, ``finished_at``, ``status``, ``reply``, ``client_disconnected``),
-  all times from ``time.time()``.
+  ``first_token_sent_at``, ``finished_at``, ``status`` (the status line sent, logged before
+  the client can read it; None when none was sent), ``reply``, ``client_disconnected``), all
+  times from ``time.time()``.
 - ``POST /_control/reset``: clears script and log and releases hanging requests.
 """
 
@@ -369,10 +370,20 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # the log has the status before the client can read a byte of the reply: a test that
+        # reads the log right after its call returned sees it (recorded after the handler
+        # ended, it could come too late)
+        super().send_response(code, message)
+        entry = getattr(self, "_entry", None)
+        if entry is not None:
+            self.server.state.update(entry, status=code)
+
     def _dispatch(self) -> None:
         # scripted delays count from here, as on a server whose own request handling is
         # negligible next to the model's work (vLLM tokenizes in Rust, off the API process)
         self._arrived = time.monotonic()
+        self._entry: dict[str, Any] | None = None
         path, _, query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -402,6 +413,7 @@ class Handler(BaseHTTPRequestHandler):
                 "client_disconnected": False,
             }
         )
+        self._entry = entry
         try:
             self._route(path, body, entry)
         except (BrokenPipeError, ConnectionResetError):

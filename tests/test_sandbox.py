@@ -277,3 +277,19 @@ def test_sqlite_keeps_a_connection_per_thread_and_close_ends_them(tmp_path: Path
             db.execute("DELETE FROM t", max_rows=1)
     finally:
         db.close()
+
+
+def test_distinct_values_most_frequent_first_and_errors_mapped(
+    tmp_path: Path, demo_db: Path
+) -> None:
+    path = sqlite_file(tmp_path / "pets.sqlite", "CREATE TABLE pets(kind TEXT);" + "".join(
+        f"INSERT INTO pets VALUES ('{k}');" for k in ["cat", "dog", "dog", "eel", "dog", "cat"]))
+    import tablechat
+
+    with tablechat.connect(f"sqlite:///{path}") as lite, tablechat.connect(demo_db) as duck:
+        assert lite.database.distinct_values("pets", "kind") == ["dog", "cat", "eel"]
+        regions = duck.database.distinct_values("regions", "name")
+        assert len(regions) == 5 and "Europe" in regions
+        for db, table in ((lite.database, "pets"), (duck.database, "regions")):
+            with pytest.raises(SQLExecutionError):  # the database's error, as tablechat's
+                db.distinct_values(table, "nope")

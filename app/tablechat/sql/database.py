@@ -340,15 +340,10 @@ class DuckDBDatabase(Database):
         self, table: str, column: str, *, limit: int = 1000, session: str | None = None
     ) -> list[Any]:
         """Distinct non-null values of a column (for value indexes), most frequent first."""
-        cur = self.cursor(session)
-        try:
-            rows = cur.execute(
-                f'SELECT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL '
-                f"GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT {int(limit)}"
-            ).fetchall()
-        except duckdb.Error as exc:
-            raise SQLExecutionError(str(exc), sql="") from exc
-        return [r[0] for r in rows]
+        sql = (f'SELECT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL '
+               f"GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT {int(limit)}")
+        with self._cursor(sql, session) as cur:  # a session's cursor: its lock, too
+            return [r[0] for r in cur.fetchall()]
 
     def close(self) -> None:
         with self._sessions_lock:
@@ -529,13 +524,10 @@ class SQLAlchemyDatabase(Database):
     ) -> list[Any]:
         prep = self._engine.dialect.identifier_preparer
         qt, qc = prep.quote(table), prep.quote(column)
-        with self._read_only() as cursor:
-            cursor.execute(
-                f"SELECT {qc} FROM {qt} WHERE {qc} IS NOT NULL GROUP BY {qc} "
-                f"ORDER BY count(*) DESC LIMIT {int(limit)}"
-            )
-            rows = cursor.fetchall()
-        return [r[0] for r in rows]
+        sql = (f"SELECT {qc} FROM {qt} WHERE {qc} IS NOT NULL GROUP BY {qc} "
+               f"ORDER BY count(*) DESC LIMIT {int(limit)}")
+        with self._cursor(sql, session) as cursor:
+            return [r[0] for r in cursor.fetchall()]
 
     def close(self) -> None:
         with self._kept_lock:

@@ -14,6 +14,7 @@ import pytest
 import tablechat
 from tablechat import events as ev
 from tablechat.errors import UploadError
+from tablechat.export import Export
 from tablechat.sql.schema import Column, SchemaSnapshot, TableInfo
 from tablechat.web import browse, chat
 from tablechat.web.metrics import Metrics
@@ -144,9 +145,11 @@ def test_pages_say_what_they_show(tmp_path: Path) -> None:
 
 def test_a_cut_result_says_what_its_export_found() -> None:
     rows = [(i,) for i in range(10)]
-    counted = Result("", ["a"], rows, truncated=True, total=48213)
+    counted = Result("", ["a"], rows, truncated=True,
+                     exported=Export(Path("all.csv"), ["a"], 48213, False))
     assert "the query found 48,213 rows; the CSV has all 48,213" in counted.info()
-    capped = Result("", ["a"], rows, truncated=True, total=100, total_cut=True)
+    capped = Result("", ["a"], rows, truncated=True,
+                    exported=Export(Path("first.csv"), ["a"], 100, True))
     assert "found 100 or more rows; the CSV has the first 100" in capped.info()
     failed = Result("", ["a"], rows, truncated=True, export_error="the query ran too long")
     assert "exporting all rows failed: the query ran too long" in failed.info()

@@ -16,7 +16,7 @@ import sqlglot
 from sqlglot.errors import SqlglotError
 
 from ..chart import chart_spec
-from ..export import write_csv
+from ..export import Export, write_csv
 
 PAGE_SIZE = 50
 
@@ -29,15 +29,13 @@ class Result:
     truncated: bool = False  # the query found more rows than the row cap let through
     chart: dict[str, Any] | None = None
     source: str = ""  # the query as written (SQL.source): what an export runs again
-    total: int | None = None  # rows of the whole result, once an export counted them
-    total_cut: bool = False  # the export stopped at TABLECHAT_EXPORT_MAX_ROWS as well
+    exported: Export | None = None  # the whole result's CSV (its file and row count)
     export_error: str = ""  # why the whole result could not be exported
-    export_path: str = ""  # the CSV of the whole result, once exported
 
     @property
     def exportable(self) -> bool:
         """Cut at the row cap, with its query at hand, and not exported whole yet."""
-        return self.truncated and bool(self.source) and self.total is None
+        return self.truncated and bool(self.source) and self.exported is None
 
     @property
     def pages(self) -> int:
@@ -57,11 +55,11 @@ class Result:
     def info(self, page: int = 0) -> str:
         total = len(self.rows)
         more = ""
-        if self.truncated and self.total is not None:
-            whole = f"{self.total:,}" + (" or more" if self.total_cut else "")
+        if self.truncated and self.exported is not None:
+            found, cut = self.exported.rows, self.exported.truncated
             more = (f" (cut at the row cap, TABLECHAT_MAX_ROWS={total}: the query found "
-                    f"{whole} rows; the CSV has {'the first ' if self.total_cut else 'all '}"
-                    f"{self.total:,})")
+                    f"{found:,}{' or more' if cut else ''} rows; the CSV has "
+                    f"{'the first' if cut else 'all'} {found:,})")
         elif self.truncated:
             more = (f" (cut at the row cap, TABLECHAT_MAX_ROWS={total}: the query found more"
                     + (f"; exporting all rows failed: {self.export_error}"

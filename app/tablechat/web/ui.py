@@ -43,9 +43,9 @@ KEEP_CSV_FILES = 4  # a session's newest result files; older ones are deleted
 
 
 def download_label(result: Result) -> str:
-    if result.total is not None:
-        return f"⬇ Download CSV (all {result.total:,} rows)" if not result.total_cut else \
-            f"⬇ Download CSV (first {result.total:,} rows)"
+    if result.exported is not None:
+        which = "first" if result.exported.truncated else "all"
+        return f"⬇ Download CSV ({which} {result.exported.rows:,} rows)"
     if result.truncated:
         return f"⬇ Download CSV (the {len(result.rows):,} rows shown)"
     return "⬇ Download CSV"
@@ -161,21 +161,18 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
             ``whole`` (the Export button) the whole result: its query runs again through the
             same guard, up to TABLECHAT_EXPORT_MAX_ROWS rows, which counts them for the info
             line. Only the session's newest few files are kept."""
+            if result.exported is not None and result.exported.path.is_file():
+                return result.exported.path  # exported whole already: that file
             folder = csv_root / session
-            if result.export_path and Path(result.export_path).is_file():
-                return Path(result.export_path)  # exported whole already: that file
             path = folder / f"result-{uuid.uuid4().hex[:12]}.csv"
-            if whole and result.source:
-                try:
-                    export = tc.export_csv(result.source, path, session=session)
-                except (TableChatError, OSError) as exc:
-                    result.export_error = str(exc)
+            try:
+                if whole and result.source:
+                    result.exported = tc.export_csv(result.source, path, session=session)
                 else:
-                    result.total, result.total_cut = export.rows, export.truncated
-                    result.export_path = str(export.path)
-                    _prune(folder, keep=KEEP_CSV_FILES)
-                    return export.path
-            result.write_csv(path)
+                    result.write_csv(path)
+            except (TableChatError, OSError) as exc:
+                result.export_error = str(exc)
+                result.write_csv(path)  # the rows shown, at least
             _prune(folder, keep=KEEP_CSV_FILES)
             return path
 

@@ -369,3 +369,17 @@ def test_gold_scores_every_spider_question_whose_gold_runs(
     assert last["gold_errors"] == 2
     assert last["correct"] == 970
     assert last["answered"] == 970
+
+
+def test_a_cut_prediction_is_rerun_as_written_its_own_limit_kept(demo_db: Path) -> None:
+    """Cut at a row cap of 2, LIMIT 3 comes back as 3 rows (not the whole table: the LIMIT the
+    guard ran, cap + 1 = 3, is the query's own)."""
+    import tablechat
+    from tablechat.eval.harness import _predicted_rows
+
+    with tablechat.connect(demo_db, max_rows=2) as tc:
+        own = tc.run_sql("SELECT id FROM regions ORDER BY id LIMIT 3")
+        assert len(own.rows) == 2 and own.truncated
+        assert _predicted_rows(tc, own) == [(1,), (2,), (3,)]
+        bare = tc.run_sql("SELECT id FROM regions ORDER BY id")
+        assert _predicted_rows(tc, bare) == [(i,) for i in range(1, 6)]

@@ -6,7 +6,7 @@ import pytest
 from sqlglot import exp
 
 from tablechat import InvalidSQLError, UnsafeSQLError
-from tablechat.sql.guard import DENIED_FUNCTIONS, SQLGuard, without_row_cap
+from tablechat.sql.guard import DENIED_FUNCTIONS, SQLGuard
 
 SCHEMA = {
     "customers": {"id": "INTEGER", "name": "VARCHAR", "city": "VARCHAR"},
@@ -342,13 +342,6 @@ def test_limit_at_the_cap_is_kept(guard: SQLGuard) -> None:
     assert out.sql.endswith("LIMIT 100") and out.limit == 100
     out = guard.check("SELECT id FROM customers LIMIT 101")
     assert out.sql.endswith("LIMIT 101") and out.limit == 100
-
-
-def test_without_row_cap_undoes_only_the_imposed_limit(guard: SQLGuard) -> None:
-    capped = guard.check("SELECT id FROM customers").sql
-    assert without_row_cap(capped, "duckdb", 100) == "SELECT id FROM customers"
-    own = guard.check("SELECT id FROM customers LIMIT 100").sql
-    assert without_row_cap(own, "duckdb", 100) == own
 
 
 def test_union_gets_one_limit_on_the_whole(guard: SQLGuard) -> None:

@@ -28,7 +28,6 @@ from ..answer import Answer
 from ..api import connect
 from ..core import TableChat
 from ..errors import TableChatError
-from ..sql.guard import without_row_cap
 from .compare import Comparison, compare_results, has_top_level_order_by
 from .datasets import (
     DatabaseBuildError,
@@ -174,12 +173,12 @@ def _answer(tc: TableChat, question: Question, engine: str) -> Answer:
 
 def _predicted_rows(tc: TableChat, answer: Answer) -> list[tuple[Any, ...]]:
     """The prediction's whole result: the answer's rows, or, when the row cap cut them, its
-    SQL run again without the LIMIT the guard imposed."""
+    query as written (``Answer.source_sql``) run again through the guard with the gold cap."""
     if not answer.truncated:
         return answer.rows
-    assert answer.sql is not None
-    sql = without_row_cap(answer.sql, tc.database.dialect, tc.settings.max_rows)
-    return tc.database.execute(sql, max_rows=GOLD_MAX_ROWS).rows
+    assert answer.source_sql is not None
+    checked = tc.guard(tc.snapshot()).check(answer.source_sql, max_rows=GOLD_MAX_ROWS)
+    return tc.database.execute(checked.sql, max_rows=GOLD_MAX_ROWS).rows
 
 
 def evaluate_question(dbs: _Databases, question: Question, engine: str) -> QuestionResult:

@@ -235,18 +235,6 @@ def _error_position(error: ParseError) -> tuple[int | None, int | None]:
     return None, None
 
 
-def without_row_cap(sql: str, dialect: str, cap: int) -> str:
-    """``sql`` (as :meth:`SQLGuard.check` returned it) without the ``LIMIT cap + 1`` the guard
-    imposed, to fetch a whole result; a LIMIT the query chose itself is left alone."""
-    tree = Dialect.get_or_raise(dialect).parse(sql)[0]
-    if tree is None:
-        return sql
-    limit = tree.args.get("limit")
-    if isinstance(limit, exp.Limit) and limit.expression == exp.Literal.number(cap + 1):
-        tree.set("limit", None)
-    return tree.sql(dialect=dialect)
-
-
 class SQLGuard:
     """Checks and rewrites SQL for one database.
 

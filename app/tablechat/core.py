@@ -45,7 +45,7 @@ from .llm import (
 )
 from .semantic import SemanticLayer
 from .sql.database import Database
-from .sql.guard import SQLGuard
+from .sql.guard import CheckedSQL, SQLGuard
 from .sql.schema import SchemaSnapshot, TableInfo
 
 PROBE_TTL_SECONDS = 30.0
@@ -338,14 +338,21 @@ class TableChat:
         answer = Answer(question=self._validate_question(question))
         return _loop.run_sync(self._collect(answer, history, session))
 
+    def check_sql(
+        self, sql: str, *, session: str | None = None, max_rows: int | None = -1
+    ) -> CheckedSQL:
+        """``sql`` through the guard of this database (with ``session``'s uploads), capped at
+        ``max_rows`` rows (default: the ``max_rows`` setting; None: no cap). Raises
+        :class:`UnsafeSQLError` or :class:`InvalidSQLError` when it refuses."""
+        return self.guard(self.snapshot(session)).check(sql, max_rows=max_rows)
+
     def run_sql(self, sql: str, *, session: str | None = None) -> Answer:
         """Run SQL a person wrote, through the same guard and sandbox.
 
         Raises :class:`UnsafeSQLError` when the guard refuses it, and the other SQL errors
         (invalid, execution, timeout) as they come.
         """
-        snap = self.snapshot(session)
-        checked = self.guard(snap).check(sql)
+        checked = self.check_sql(sql, session=session)
         result = self.database.execute(checked.sql, max_rows=self.settings.max_rows,
                                        session=session)
         answer = Answer(question=sql, sql=checked.sql, columns=result.columns, rows=result.rows,
@@ -362,9 +369,8 @@ class TableChat:
 
         Raises as :meth:`run_sql` does; a failed query leaves no file.
         """
-        snap = self.snapshot(session)
         cap = self.settings.export_max_rows
-        checked = self.guard(snap).check(sql, max_rows=cap)
+        checked = self.check_sql(sql, session=session, max_rows=cap)
         with self.database.batches(checked.sql, session=session) as (columns, batches):
             return write_csv(path, columns, batches, max_rows=cap)
 

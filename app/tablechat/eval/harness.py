@@ -177,7 +177,7 @@ def _predicted_rows(tc: TableChat, answer: Answer) -> list[tuple[Any, ...]]:
     if not answer.truncated:
         return answer.rows
     assert answer.source_sql is not None
-    checked = tc.guard(tc.snapshot()).check(answer.source_sql, max_rows=GOLD_MAX_ROWS)
+    checked = tc.check_sql(answer.source_sql, max_rows=GOLD_MAX_ROWS)
     return tc.database.execute(checked.sql, max_rows=GOLD_MAX_ROWS).rows
 
 

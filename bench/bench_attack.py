@@ -1,0 +1,305 @@
+"""The server under attack: 32 normal clients asking while 8 hostile clients attack (issue 11).
+
+One server process (``tablechat.web.server.serve``, as ``tablechat serve``) with a scripted
+model that takes 200 ms per call and, for a question starting ``SQL:``, "writes" the SQL after
+the prefix: the hostile clients use it to send the model SQL of the outside test (a 45,000-branch
+UNION, ``repeat('x', 2e9)``, a 1 GB result, table functions behind LATERAL, 3,000 nested
+parentheses). They also send a Parquet decompression bomb, a 3,000-column Parquet, Gradio
+events naming server files, ``/gradio_api/file=`` of a URL, a ``/healthz`` flood, malformed
+bodies, a 5 MB chat message and wrong bearer tokens.
+
+Reported: the normal clients' p95 latency under attack beside the quiet p95 (goal: within
+1.5x), their errors (goal: 0), the server's peak RSS beside the configured memory budget, and
+what the attacks got back (any 5xx is counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench import Row, percentile
+from bench.bench_web import _Conn, _free_port, _wait
+
+CLIENTS = 32
+HOSTILE = 8
+ROUNDS = 6  # questions per normal client in one trial
+QUESTION = "How many customers are there?"
+ROOT = Path(__file__).resolve().parents[1]
+MEMORY_LIMIT = "1GB"  # the DuckDB memory_limit the server runs with
+BUDGET_MB = 1024 + 512  # what the issue allows: memory_limit + 512 MB over the idle server
+API_KEY = "bench-normal-key"
+
+
+def _model() -> Any:
+    """200 ms per call; ``SQL:<text>`` questions come back as that SQL (the hostile model)."""
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+    def reply(messages: list[BaseMessage]) -> str:
+        text = "\n".join(str(m.content) for m in messages)
+        last = str(messages[-1].content)
+        if "You route messages" in last:
+            return "data"
+        if "SQL that was run" in last:
+            return "Here is the result."
+        if "Rewrite the latest message" in last:
+            return QUESTION
+        marker = text.rfind("SQL:")
+        if marker >= 0:
+            return text[marker + 4:].split("\n", 1)[0]
+        return "SELECT count(*) AS customers FROM customers"
+
+    class AttackModel(BaseChatModel):
+        @property
+        def _llm_type(self) -> str:
+            return "attack-bench"
+
+        def _generate(self, messages: list[BaseMessage], stop: Any = None,
+                      run_manager: Any = None, **kwargs: Any) -> ChatResult:
+            time.sleep(0.2)
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(reply(messages)))])
+
+        async def _agenerate(self, messages: list[BaseMessage], stop: Any = None,
+                             run_manager: Any = None, **kwargs: Any) -> ChatResult:
+            await asyncio.sleep(0.2)
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(reply(messages)))])
+
+        async def _astream(self, messages: list[BaseMessage], stop: Any = None,
+                           run_manager: Any = None, **kwargs: Any) -> Any:
+            await asyncio.sleep(0.2)
+            yield ChatGenerationChunk(message=AIMessageChunk(content=reply(messages)))
+
+    return AttackModel()
+
+
+def serve(port: int) -> None:
+    """Run the server (in the child process)."""
+    import tablechat
+    from tablechat.web.server import serve as serve_web
+
+    tc = tablechat.connect(llm=_model(), memory_limit=MEMORY_LIMIT, query_timeout=5)
+    serve_web(tc, host="127.0.0.1", port=port, log_level="critical")
+
+
+def _rss_mb(pid: int, field: str = "VmHWM") -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """The bomb and the wide Parquet, built once with DuckDB."""
+    import duckdb
+
+    bomb, wide = folder / "bomb.parquet", folder / "wide.parquet"
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT 7::BIGINT AS x FROM range(100000000)) TO '{bomb}' "
+                "(FORMAT parquet, COMPRESSION zstd)")
+    cols = ", ".join(f"i AS c{n}" for n in range(3000))
+    con.execute(f"COPY (SELECT {cols} FROM range(50) t(i)) TO '{wide}' (FORMAT parquet)")
+    con.close()
+    return {"bomb.parquet": bomb.read_bytes(), "wide.parquet": wide.read_bytes()}
+
+
+def _attacks(port: int, files: dict[str, bytes], sink_port: int) -> list[tuple[str, Any]]:
+    union = "SELECT id FROM regions" + " UNION ALL SELECT id FROM regions" * 45_000
+    nested = "SELECT " + "(" * 3000 + "1" + ")" * 3000
+    sql = [
+        union,
+        "SELECT length(repeat('x',2000000000))",
+        "SELECT id, repeat('y',1000000) FROM range(1000) t(id)",
+        "SELECT * FROM LATERAL json_execute_serialized_sql(json_serialize_sql("
+        "'SELECT name, value FROM duckdb_settings()'))",
+        "SELECT * FROM LATERAL duckdb_databases()",
+        nested,
+    ]
+    deep = "[" * 100_000 + "]" * 100_000
+    bodies = [
+        ("/api/ask", deep.encode()),
+        ("/api/ask", b'{"question": ' + b"9" * 100_000 + b"}"),
+        ("/api/ask", b'{"question": "\\ud800"}'),
+        ("/v1/chat/completions", json.dumps(
+            {"model": "x", "messages": [{"role": "user", "content": "a" * 5_000_000}]}).encode()),
+    ]
+    out: list[tuple[str, Any]] = [(f"model SQL #{n}", ("ask", "SQL:" + s)) for n, s in
+                                  enumerate(sql)]
+    out += [(f"upload {name}", ("upload", name, data)) for name, data in files.items()]
+    out += [(f"body {path} #{n}", ("raw", path, body)) for n, (path, body) in enumerate(bodies)]
+    out += [
+        ("gradio upload /etc/passwd", ("gradio_file", "/etc/passwd")),
+        ("gradio upload /proc/self/environ", ("gradio_file", "/proc/self/environ")),
+        ("gradio file=URL", ("get", f"/gradio_api/file=http://127.0.0.1:{sink_port}/x")),
+        ("healthz", ("get", "/healthz")),
+        ("wrong bearer", ("bearer", "wrong-key")),
+    ]
+    return out
+
+
+async def _hostile(port: int, attacks: list[tuple[str, Any]], stop: asyncio.Event,
+                   outcomes: Counter[str], offset: int) -> None:
+    import httpx
+
+    good = {"Authorization": f"Bearer {API_KEY}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+        n = offset
+        while not stop.is_set():
+            label, attack = attacks[n % len(attacks)]
+            n += 1
+            try:
+                kind = attack[0]
+                if kind == "ask":
+                    r = await client.post("/api/ask", json={"question": attack[1]}, headers=good)
+                elif kind == "upload":
+                    r = await client.post("/api/upload", headers=good,
+                                          files={"file": (attack[1], attack[2])})
+                elif kind == "raw":
+                    r = await client.post(attack[1], content=attack[2], headers={
+                        **good, "content-type": "application/json"})
+                elif kind == "gradio_file":
+                    r = await client.post("/gradio_api/call/upload", headers=good, json={
+                        "data": [{"path": attack[1], "meta": {"_type": "gradio.FileData"}}],
+                        "session_hash": f"x{n}"})
+                    if r.status_code == 200:
+                        event = r.json().get("event_id")
+                        r = await client.get(f"/gradio_api/call/upload/{event}", headers=good)
+                elif kind == "get":
+                    r = await client.get(attack[1], headers=good)
+                else:
+                    r = await client.post("/api/ask", json={"question": QUESTION},
+                                          headers={"Authorization": f"Bearer {attack[1]}"})
+                outcomes[f"{label}: {r.status_code}"] += 1
+            except httpx.HTTPError as exc:
+                outcomes[f"{label}: {type(exc).__name__}"] += 1
+
+
+async def _normal(port: int, rounds: int) -> tuple[list[float], list[str]]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    conns = [_Conn("127.0.0.1", port, headers={"Authorization": f"Bearer {API_KEY}"})
+             for _ in range(CLIENTS)]
+
+    async def worker(conn: _Conn) -> None:
+        for _ in range(rounds):
+            start = time.perf_counter()
+            try:
+                status, body = await conn.post_json("/api/ask", {"question": QUESTION})
+            except Exception as exc:  # count it, keep measuring
+                errors.append(f"{type(exc).__name__}: {exc}")
+                await conn.close()
+                conn.reader = conn.writer = None
+                continue
+            if status != 200 or body.get("rows") != [[5000]]:
+                errors.append(f"{status}: {body.get('error')}")
+            else:
+                latencies.append(time.perf_counter() - start)
+
+    try:
+        await asyncio.gather(*(worker(c) for c in conns))
+    finally:
+        for c in conns:
+            await c.close()
+    return latencies, errors
+
+
+async def _sink() -> tuple[asyncio.Server, int, list[bytes]]:
+    """A local HTTP server that records any request: the server must make none to it."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.read(1024))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        with contextlib.suppress(OSError):
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], seen
+
+
+async def _measure(port: int, pid: int, files: dict[str, bytes]) -> dict[str, Any]:
+    sink, sink_port, seen = await _sink()
+    try:
+        await _normal(port, 1)  # warm-up
+        quiet, quiet_errors = await _normal(port, ROUNDS)
+        idle_rss = _rss_mb(pid, "VmRSS")
+        stop = asyncio.Event()
+        outcomes: Counter[str] = Counter()
+        attacks = _attacks(port, files, sink_port)
+        hostile = [asyncio.create_task(_hostile(port, attacks, stop, outcomes, k * 3))
+                   for k in range(HOSTILE)]
+        loaded, loaded_errors = await _normal(port, ROUNDS)
+        stop.set()
+        await asyncio.gather(*hostile, return_exceptions=True)
+    finally:
+        sink.close()
+    return {"quiet": quiet, "loaded": loaded, "errors": quiet_errors + loaded_errors,
+            "outcomes": outcomes, "idle_rss": idle_rss, "peak_rss": _rss_mb(pid),
+            "outbound": len(seen)}
+
+
+def run() -> list[Row]:
+    import subprocess
+
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get(
+        "PYTHONPATH", "")]), "TABLECHAT_LLM_URL": "", "TABLECHAT_AUTH": "",
+        "TABLECHAT_API_KEYS": API_KEY}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = _files(Path(tmp))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", f"import bench.bench_attack as b; b.serve({port})"],
+            cwd=ROOT, env=env)
+        try:
+            _wait(f"http://127.0.0.1:{port}", proc)
+            data = asyncio.run(_measure(port, proc.pid, files))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    quiet = percentile(data["quiet"], 95) * 1000
+    loaded = percentile(data["loaded"], 95) * 1000
+    ratio = loaded / quiet if quiet else float("inf")
+    errors = len(data["errors"])
+    server_errors = sum(n for k, n in data["outcomes"].items() if k.rsplit(": ", 1)[1][0] == "5")
+    print("bench_attack: what the attacks got back:", file=sys.stderr)
+    for key, count in sorted(data["outcomes"].items()):
+        print(f"  {count:5d}  {key}", file=sys.stderr)
+    if data["errors"]:
+        print(f"bench_attack normal-client errors (first 3): {data['errors'][:3]}",
+              file=sys.stderr)
+    growth = data["peak_rss"] - data["idle_rss"]
+    return [
+        Row(f"under attack: normal p95, {CLIENTS} clients + {HOSTILE} hostile", loaded, "ms",
+            theirs=quiet, alternative=f"quiet p95, {CLIENTS} clients",
+            goal="<= 1.5x quiet", ok=ratio <= 1.5),
+        Row("under attack: normal clients' errors", float(errors), "", goal="0", ok=errors == 0),
+        Row("under attack: server peak RSS over idle", growth, "MB", theirs=float(BUDGET_MB),
+            alternative=f"budget: memory_limit {MEMORY_LIMIT} + 512 MB",
+            goal="<= budget", ok=growth <= BUDGET_MB),
+        Row("under attack: 5xx replies to attacks", float(server_errors), "", goal="0",
+            ok=server_errors == 0),
+        Row("under attack: requests the server made to a visitor's URL",
+            float(data["outbound"]), "", goal="0", ok=data["outbound"] == 0),
+    ]
+
+
+if __name__ == "__main__":
+    from bench.__main__ import print_table
+
+    print_table(run())

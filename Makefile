@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DB := data/demo.duckdb
 
-.PHONY: install run demo test test-fast lint bench eval browser clean help
+.PHONY: install run demo test test-fast lint bench eval browser postgres clean help
 
 help:
 	@echo "make run    - install, build the demo database, serve the chat on http://127.0.0.1:7860"
@@ -36,7 +36,15 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	    || echo "warning: could not install chromium; browser tests will fail"; }
 
-test: install demo browser
+# Debian's PostgreSQL server for tests/test_postgres.py (started per test run as the
+# unprivileged postgres user on 127.0.0.1; nothing is left running).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { echo "installing Debian's postgresql for the PostgreSQL tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	    || echo "warning: could not install postgresql; PostgreSQL tests will fail"; }
+
+test: install demo browser postgres
 	$(PY) -m pytest -q
 
 test-fast: install demo

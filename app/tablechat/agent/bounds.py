@@ -177,8 +177,8 @@ def prompt_snapshot(snapshot: SchemaSnapshot, limits: PromptLimits) -> SchemaSna
 
 # -- history ------------------------------------------------------------------------------------
 def bound_history(history: Iterable[Message], limits: PromptLimits) -> list[Message]:
-    """The newest messages that fit ``history_messages`` and ``history_tokens``, each cut and
-    defused (an earlier answer may quote data; a client may send anything as history)."""
+    """The newest messages that fit ``history_messages`` and ``history_tokens``, each cut, its
+    text defused (an earlier answer may quote data; a client may send anything as history)."""
     from .context import Message
 
     kept: list[Message] = []
@@ -186,7 +186,8 @@ def bound_history(history: Iterable[Message], limits: PromptLimits) -> list[Mess
     for m in reversed(list(history)[-limits.history_messages:] if limits.history_messages
                       else []):
         content = clip(defuse(m.content[: HISTORY_MESSAGE_CHARS * 2]), HISTORY_MESSAGE_CHARS)
-        sql = clip(defuse(m.sql[: HISTORY_SQL_CHARS * 2]), HISTORY_SQL_CHARS) if m.sql else None
+        # SQL is only cut: defusing would change it (``a<b``), and the offline engine reuses it
+        sql = clip(m.sql, HISTORY_SQL_CHARS) if m.sql else None
         cost = approx_tokens(content) + (approx_tokens(sql) if sql else 0) + 4
         if cost > left:
             if kept or left < 32:

@@ -82,6 +82,8 @@ class PromptLimits:
 def fold(text: str) -> str:
     """``text`` on one line: newlines and other control characters become spaces, invisible
     format characters (zero-width, bidi overrides) are dropped."""
+    if text.isprintable():  # the common case, in C
+        return _SPACES.sub(" ", text).strip()
     out = []
     for ch in text:
         cat = unicodedata.category(ch) if not ch.isprintable() else ""
@@ -142,11 +144,11 @@ def _column(col: Column, limits: PromptLimits) -> Column:
                   inline(col.description, limits.description_chars), samples)
 
 
-def _table(table: TableInfo, limits: PromptLimits, shown: set[str]) -> TableInfo:
+def _table(table: TableInfo, limits: PromptLimits) -> TableInfo:
     ok = [c for c in table.columns if safe_name(c.name, limits.name_chars)]
     names = {c.name for c in ok}
     fks = [ForeignKey(fk.column, fk.ref_table, fk.ref_column) for fk in table.foreign_keys
-           if fk.column in names and fk.ref_table in shown
+           if fk.column in names and safe_name(fk.ref_table, limits.name_chars)
            and safe_name(fk.ref_column, limits.name_chars)]
     description = inline(table.description, limits.description_chars)
     hidden = len(table.columns) - len(ok)
@@ -157,21 +159,36 @@ def _table(table: TableInfo, limits: PromptLimits, shown: set[str]) -> TableInfo
                      description, table.session_only)
 
 
-_CACHE: list[tuple[SchemaSnapshot, PromptLimits, SchemaSnapshot]] = []
-_CACHE_SIZE = 4
+# Bounded tables by source table: a session's snapshot (the database's tables plus its
+# uploads) is a new object per question, its tables are not (500 tables: ~80 ms to bound).
+_TABLES: dict[int, tuple[TableInfo, PromptLimits, TableInfo]] = {}
+_TABLES_SIZE = 20_000
+_SNAPSHOTS: list[tuple[SchemaSnapshot, PromptLimits, SchemaSnapshot]] = []
+_SNAPSHOTS_SIZE = 4
+
+
+def _bounded_table(table: TableInfo, limits: PromptLimits) -> TableInfo:
+    hit = _TABLES.get(id(table))
+    if hit is not None and hit[0] is table and hit[1] == limits:
+        return hit[2]
+    if len(_TABLES) >= _TABLES_SIZE:
+        _TABLES.clear()
+    bounded = _table(table, limits)
+    _TABLES[id(table)] = (table, limits, bounded)  # holds the source: its id stays its own
+    return bounded
 
 
 def prompt_snapshot(snapshot: SchemaSnapshot, limits: PromptLimits) -> SchemaSnapshot:
     """The schema as the model may see it: unusable names left out, comments, types and sample
     values folded, defused and cut. Built once per snapshot object and limits."""
-    for source, lim, bounded in _CACHE:
+    for source, lim, bounded in _SNAPSHOTS:
         if source is snapshot and lim == limits and len(bounded.tables) <= len(source.tables):
             return bounded
-    shown = {n for n in snapshot.tables if safe_name(n, limits.name_chars)}
-    tables = {n: _table(snapshot.tables[n], limits, shown) for n in snapshot.tables if n in shown}
+    tables = {n: _bounded_table(t, limits) for n, t in snapshot.tables.items()
+              if safe_name(n, limits.name_chars)}
     bounded = SchemaSnapshot(snapshot.dialect, tables, inline(snapshot.name, limits.name_chars))
-    _CACHE.insert(0, (snapshot, limits, bounded))
-    del _CACHE[_CACHE_SIZE:]
+    _SNAPSHOTS.insert(0, (snapshot, limits, bounded))
+    del _SNAPSHOTS[_SNAPSHOTS_SIZE:]
     return bounded
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from pathlib import Path
 
@@ -116,3 +117,42 @@ def test_a_duckdb_error_naming_a_path_reaches_neither_person_nor_model(tmp_path:
         assert str(blocker) not in text and str(tmp_path) not in text, text
     repair = next(p for p in prompts if "previous query failed" in p)  # the error, fed back
     assert "Failed to create directory" in repair and str(tmp_path) not in repair
+
+
+def test_a_failing_tokenize_call_logs_no_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    """httpx logs each request's URL and words an HTTP error with it, credentials included:
+    they go to the server as basic auth, not in the URL."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from tablechat.agent.budget import TokenCounter
+
+    seen: list[str | None] = []
+
+    class Failing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    thread = Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        caplog.set_level(logging.DEBUG)
+        url = f"http://user:{SECRET}@127.0.0.1:{server.server_address[1]}/tokenize"
+        counter = TokenCounter(url, "m", timeout=10)
+        count = asyncio.run(counter.count("SELECT 1"))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert count > 0 and counter.method != "server"  # estimated locally instead
+    logged = _log_text(caplog)
+    assert "/tokenize failed" in logged and "127.0.0.1" in logged
+    assert not _leaks(logged)
+    assert seen == ["Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode()]

@@ -26,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+from ..redact import scrub
 from ..semantic import SemanticLayer
 from ..sql.schema import SchemaSnapshot, render_table
 from .relevance import rank_tables
@@ -86,7 +88,8 @@ class TokenCounter:
         *,
         timeout: float = 5.0,
     ) -> None:
-        self.tokenize_url = tokenize_url
+        # credentials in the URL become basic auth: httpx logs every request's URL (issue 11)
+        self.tokenize_url, self._auth = _split_credentials(tokenize_url)
         self.model = model
         self.api_key = api_key
         self.timeout = timeout
@@ -141,9 +144,12 @@ class TokenCounter:
         if self.model:
             body["model"] = self.model
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        auth: Any = httpx.BasicAuth(*self._auth) if self._auth and not self.api_key \
+            else httpx.USE_CLIENT_DEFAULT
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
-                resp = await client.post(self.tokenize_url, json=body, headers=headers)
+                resp = await client.post(self.tokenize_url, json=body, headers=headers,
+                                         auth=auth)
             if resp.status_code in (404, 405, 501):
                 self._server_ok = False  # not vLLM: never ask again
                 return None
@@ -155,8 +161,21 @@ class TokenCounter:
                 count = len(tokens) if isinstance(tokens, list) else None
             return count
         except (httpx.HTTPError, ValueError) as exc:
-            log.debug("/tokenize failed, estimating locally: %s", exc)
+            # httpx names the URL, credentials included: scrub it (issue 11)
+            log.debug("/tokenize failed, estimating locally: %s", scrub(str(exc)))
             return None
+
+
+def _split_credentials(url: str | None) -> tuple[str | None, tuple[str, str] | None]:
+    """(``url`` without user name and password, those two for basic auth or None)."""
+    if not url:
+        return url, None
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    netloc = parts.netloc.rpartition("@")[2]
+    auth = (unquote(parts.username or ""), unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=netloc)), auth
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from langchain_core.language_models import FakeListChatModel
 
 import tablechat
 from tablechat import events as ev
+from tests.support.fake_vllm_client import FakeVLLM
 from tests.test_web_support import free_port
 
 SECRET = "sk-secret"
@@ -59,6 +60,28 @@ def test_ask_and_stream_show_the_llm_url_without_credentials(
     for event in [*answer.events, *streamed]:
         assert not _leaks(repr(event)), event
     assert not _leaks(answer.text) and not _leaks(str(answer.error))
+    assert not _leaks(_log_text(caplog))
+
+
+def test_a_live_server_behind_a_url_with_credentials_leaks_them_nowhere(
+    demo_db: Path, fake_vllm: FakeVLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whichever engine answers (the LLM, or the offline engine when the URL's credentials are
+    not usable), neither events, answer nor logs (httpx logs every request's URL) show them."""
+    caplog.set_level(logging.DEBUG)
+    fake_vllm.script(rules=[
+        {"on": "prompt", "match": "You write one",
+         "reply": {"content": '{"sql": "SELECT count(*) AS n FROM customers"}'}},
+        {"on": "prompt", "match": "Answer the question", "reply": {"content": "5000."}},
+    ])
+    tc = tablechat.connect(demo_db, llm=f"http://user:{SECRET}@127.0.0.1:{fake_vllm.port}/v1")
+    try:
+        answer = tc.ask("how many customers are there?")
+    finally:
+        tc.close()
+    assert answer.rows == [(5000,)]
+    assert not _leaks(" ".join(repr(e) for e in answer.events))
+    assert not _leaks(answer.text + str(answer.error))
     assert not _leaks(_log_text(caplog))
 
 

@@ -222,3 +222,26 @@ def test_500_tables_end_to_end_within_the_context_window(
     assert server.requests("/tokenize"), "vLLM's own tokenizer counted the prompt"
     trimmed = [e for e in answer.events if isinstance(e, ev.Status) and "trimmed" in e.message]
     assert trimmed and "of 500 tables" in trimmed[0].message
+
+
+def test_the_schema_part_is_capped_however_large_the_window(
+    wide: tablechat.TableChat, demo_db: Path
+) -> None:
+    """TABLECHAT_PROMPT_SCHEMA_TOKENS bounds the schema text itself (issue 11): a window of a
+    million tokens still gets at most that much schema, the most relevant tables first."""
+    counter = TokenCounter()
+
+    def render(schema: str) -> str:
+        return f"You write SQL.\n\n## Database schema\n{schema}\n\n## Rules\n- be good"
+
+    fit = asyncio.run(fit_schema(wide.snapshot(), QUESTION, render, counter, 1_000_000,
+                                 dynamic=QUESTION, schema_tokens=800))
+    assert fit.trimmed and counter.estimate(fit.text) <= 800
+    assert fit.tables[0] == "zephyr_payouts"
+    tc = tablechat.connect(demo_db)  # a schema under the cap is kept whole
+    try:
+        whole = asyncio.run(fit_schema(tc.snapshot(), "revenue", render, counter, 1_000_000,
+                                       schema_tokens=6000))
+        assert not whole.trimmed and len(whole.tables) == 7
+    finally:
+        tc.close()

@@ -107,6 +107,41 @@ class Settings(BaseSettings):
         4000, gt=0, description="Longest question accepted, in characters."
     )
 
+    # --- what a prompt may hold (issue 11, class 9: data is not instructions) ---
+    prompt_name_chars: int = Field(
+        64, gt=0, description="Longest table or column name shown to the model; a longer name, "
+        "or one holding control characters or markup, is left out of the prompt (the guard "
+        "still knows it).",
+    )
+    prompt_description_chars: int = Field(
+        300, gt=0, description="Characters of one table or column comment/description in the "
+        "schema prompt (newlines folded, markup defused).",
+    )
+    prompt_sample_chars: int = Field(
+        80, gt=0, description="Characters of one sample value in the schema prompt.",
+    )
+    prompt_schema_tokens: int = Field(
+        6000, gt=0, description="Tokens the schema and business definitions may take in the "
+        "SQL prompt; the tables most relevant to the question are kept.",
+    )
+    prompt_history_messages: int = Field(
+        12, ge=0, description="Earlier chat messages (user and assistant) a prompt may hold.",
+    )
+    prompt_history_tokens: int = Field(
+        1500, ge=0, description="Tokens the earlier messages may take in a prompt; the oldest "
+        "are dropped first.",
+    )
+    prompt_result_rows: int = Field(
+        20, gt=0, description="Result rows shown to the model when it writes the answer.",
+    )
+    prompt_cell_chars: int = Field(
+        100, gt=0, description="Characters of one result cell shown to the model (newlines "
+        "folded, code fences, Markdown links/images and HTML defused).",
+    )
+    prompt_result_tokens: int = Field(
+        2000, gt=0, description="Tokens the result table may take in the answer prompt.",
+    )
+
     @field_validator(
         "database",
         "llm_url",

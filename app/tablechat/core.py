@@ -43,6 +43,7 @@ from .llm import (
     resolve_model_name,
     server_root,
 )
+from .redact import redact_url, scrub
 from .semantic import SemanticLayer
 from .sql.database import Database
 from .sql.guard import CheckedSQL, SQLGuard
@@ -265,8 +266,8 @@ class TableChat:
             if agent is None:
                 info = self._server if self.settings.llm_url and self._llm is None else None
                 if info is not None and not info.reachable:  # probed in _llm_agent, off-loop
-                    url = self.settings.llm_url
-                    reason = f"the LLM server at {url} is unreachable ({info.error})"
+                    url = redact_url(self.settings.llm_url)  # never its credentials
+                    reason = f"the LLM server at {url} is unreachable ({scrub(info.error)})"
                     yield ev.Status(step="fallback", message="LLM server unreachable, answered "
                                     f"offline ({url}: {info.error})")
                     async for event in self._fallback(ctx, usage, reason):
@@ -308,6 +309,7 @@ class TableChat:
         self, ctx: QuestionContext, usage: Usage, reason: str
     ) -> AsyncIterator[ev.Event]:
         """The offline engine's answer, its text saying why the LLM did not answer."""
+        reason = scrub(reason)  # it ends up in the answer text
         if self._offline is None:
             raise LLMUnavailableError(f"{reason[:1].upper()}{reason[1:]}; no offline engine is "
                                       "installed to answer instead")

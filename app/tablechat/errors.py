@@ -9,6 +9,8 @@ Every error raised by tablechat derives from :class:`TableChatError`.
 
 from __future__ import annotations
 
+from .redact import scrub
+
 
 class TableChatError(Exception):
     """Root of every error tablechat raises."""
@@ -16,11 +18,16 @@ class TableChatError(Exception):
 
 # --- errors fed back to the model -------------------------------------------------------------
 class RetryableSQLError(TableChatError):
-    """The generated SQL is unusable; the message is written for the model to repair it."""
+    """The generated SQL is unusable; the message is written for the model to repair it.
+
+    The message is scrubbed of server paths and credentials (a DuckDB error may name its temp
+    directory or secret store): it goes to the model and to the person, never only to a log.
+    """
 
     def __init__(
         self, message: str, *, sql: str = "", line: int | None = None, col: int | None = None
     ) -> None:
+        message = scrub(message)
         super().__init__(message)
         self.message = message
         self.sql = sql

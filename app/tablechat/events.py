@@ -1,13 +1,17 @@
 """The typed events a question produces.
 
 Every front end (Python API, CLI, web UI, REST/SSE, OpenAI facade) consumes the same stream;
-none reaches into the agent.
+none reaches into the agent. Status and error messages are scrubbed when the event is made
+(:func:`tablechat.redact.scrub`: URL credentials, bearer tokens, server paths), so no code path
+that words one from an exception or a setting can carry a secret out (issue 11).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from .redact import scrub
 
 Kind = Literal["status", "sql", "table", "chart", "token", "answer", "error", "done"]
 
@@ -27,6 +31,9 @@ class Status(Event):
     step: str = ""
     message: str = ""
     kind: Kind = "status"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", scrub(self.message))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,9 @@ class Error(Event):
     error_type: str = ""
     retryable: bool = False
     kind: Kind = "error"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", scrub(self.message))
 
 
 @dataclass(frozen=True, slots=True)

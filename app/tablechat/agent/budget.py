@@ -26,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+from ..redact import scrub
 from ..semantic import SemanticLayer
 from ..sql.schema import SchemaSnapshot, render_table
 from .relevance import rank_tables
@@ -86,7 +88,8 @@ class TokenCounter:
         *,
         timeout: float = 5.0,
     ) -> None:
-        self.tokenize_url = tokenize_url
+        # credentials in the URL become basic auth: httpx logs every request's URL (issue 11)
+        self.tokenize_url, self._auth = _split_credentials(tokenize_url)
         self.model = model
         self.api_key = api_key
         self.timeout = timeout
@@ -141,9 +144,12 @@ class TokenCounter:
         if self.model:
             body["model"] = self.model
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        auth: Any = httpx.BasicAuth(*self._auth) if self._auth and not self.api_key \
+            else httpx.USE_CLIENT_DEFAULT
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
-                resp = await client.post(self.tokenize_url, json=body, headers=headers)
+                resp = await client.post(self.tokenize_url, json=body, headers=headers,
+                                         auth=auth)
             if resp.status_code in (404, 405, 501):
                 self._server_ok = False  # not vLLM: never ask again
                 return None
@@ -155,8 +161,21 @@ class TokenCounter:
                 count = len(tokens) if isinstance(tokens, list) else None
             return count
         except (httpx.HTTPError, ValueError) as exc:
-            log.debug("/tokenize failed, estimating locally: %s", exc)
+            # httpx names the URL, credentials included: scrub it (issue 11)
+            log.debug("/tokenize failed, estimating locally: %s", scrub(str(exc)))
             return None
+
+
+def _split_credentials(url: str | None) -> tuple[str | None, tuple[str, str] | None]:
+    """(``url`` without user name and password, those two for basic auth or None)."""
+    if not url:
+        return url, None
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    netloc = parts.netloc.rpartition("@")[2]
+    auth = (unquote(parts.username or ""), unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=netloc)), auth
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,22 +214,30 @@ async def fit_schema(
     *,
     semantic: SemanticLayer | None = None,
     dynamic: str = "",
+    schema_tokens: int | None = None,
 ) -> SchemaFit:
     """Choose the schema text for a prompt of at most ``budget`` tokens.
 
     ``render_prompt(schema_text)`` renders the static part of the prompt (schema first, for
     prefix caching); ``dynamic`` is the rest (question, history), estimated locally.
+    ``schema_tokens`` bounds the schema text itself, by the local (high) estimate, however
+    large the model's window (``TABLECHAT_PROMPT_SCHEMA_TOKENS``, issue 11).
     """
     full = snapshot.to_prompt()
     names = list(snapshot.tables)
     dynamic_tokens = counter.estimate(dynamic) + TEMPLATE_OVERHEAD
     static_full = render_prompt(full)
     estimated = counter.estimate(static_full) + dynamic_tokens
-    if estimated <= budget:  # fits even by the (high) local estimate: no request needed
+
+    def capped(text: str) -> bool:
+        return schema_tokens is None or counter.estimate(text) <= schema_tokens
+
+    whole = capped(full)
+    if estimated <= budget and whole:  # fits even by the (high) local estimate: no request
         return SchemaFit(full, tuple(names), len(names), estimated, budget, False,
                          counter.local_method)
     exact = await counter.count(static_full)
-    if exact + dynamic_tokens <= budget:
+    if exact + dynamic_tokens <= budget and whole:
         return SchemaFit(full, tuple(names), len(names), exact + dynamic_tokens, budget, False,
                          counter.method)
     # Trim: per-table estimates, calibrated by the exact count of the full static prompt.
@@ -219,15 +246,19 @@ async def fit_schema(
     room = budget - fixed
     relevant, rest = rank_tables(snapshot, question, semantic)
     chosen: list[str] = []
-    used = 0
+    used = raw = 0
+    raw_room = (schema_tokens if schema_tokens is not None else budget) - 24  # 24: the note
 
     def take(candidates: list[str]) -> None:
-        nonlocal used
+        nonlocal used, raw
         for name in candidates:
-            cost = math.ceil(counter.estimate(render_table(snapshot.tables[name])) * ratio) + 2
-            if used + cost <= room:  # else a smaller, less relevant table may still fit
+            local = counter.estimate(render_table(snapshot.tables[name])) + 2
+            cost = math.ceil((local - 2) * ratio) + 2
+            # else a smaller, less relevant table may still fit
+            if used + cost <= room and raw + local <= raw_room:
                 chosen.append(name)
                 used += cost
+                raw += local
 
     take(relevant)
     if len(chosen) < MIN_TABLES:  # nothing (or little) matched the question: fill the window
@@ -242,7 +273,7 @@ async def fit_schema(
     text = schema_text()
     total = await counter.count(render_prompt(text)) + dynamic_tokens
     for _ in range(8):
-        if total <= budget or not chosen:
+        if (total <= budget and capped(text)) or not chosen:
             break
         del chosen[-max(1, len(chosen) // 10):]
         text = schema_text()

@@ -10,6 +10,7 @@ from ..semantic import SemanticLayer
 from ..sql.database import Database, QueryResult
 from ..sql.guard import CheckedSQL, SQLGuard
 from ..sql.schema import SchemaSnapshot
+from .bounds import PromptLimits, bound_history, prompt_snapshot
 
 
 @dataclass(slots=True)
@@ -33,6 +34,18 @@ class QuestionContext:
     # in one reply instead of streamed, which costs the client less for the same text
     stream_tokens: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    limits: PromptLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        # every prompt built from this context sees a bounded, defused history (issue 11)
+        self.limits = PromptLimits.from_settings(self.settings)
+        self.history = bound_history(self.history, self.limits)
+
+    @property
+    def prompt_snapshot(self) -> SchemaSnapshot:
+        """The schema as prompts may show it (see :func:`.bounds.prompt_snapshot`); the guard
+        and the database keep using :attr:`snapshot`."""
+        return prompt_snapshot(self.snapshot, self.limits)
 
     @property
     def last_sql(self) -> str | None:

@@ -30,7 +30,7 @@ _WORD = re.compile(r"\b(data|chat)\b", re.I)
 
 
 def table_list(ctx: QuestionContext, limit: int = MAX_TABLE_NAMES) -> str:
-    names = list(ctx.snapshot.tables)
+    names = list(ctx.prompt_snapshot.tables)  # unusable (hostile) names left out
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 

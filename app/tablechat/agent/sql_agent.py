@@ -21,7 +21,9 @@ from ..answer import Usage
 from ..chart import chart_spec
 from ..errors import InvalidSQLError, LLMUnavailableError, NoAnswerError, RetryableSQLError
 from ..llm import DEFAULT_MAX_MODEL_LEN, failure_kind
+from ..redact import scrub
 from ..sql.database import QueryResult
+from .bounds import PromptLimits, clip_tokens, error_for_model, result_table
 from .budget import SchemaFit, TokenCounter, fit_schema, input_budget
 from .client import LLMClient
 from .context import Message, QuestionContext
@@ -37,7 +39,6 @@ SQL_JSON_SCHEMA: dict[str, Any] = {
 REPLY_JSON = 'Reply with a JSON object {"sql": "<the query>"} and nothing else.'
 REPLY_TEXT = "Reply with the SQL only, no explanation."
 HISTORY_TURNS = 6
-ANSWER_PREVIEW_ROWS = 20
 
 
 def render_history(history: list[Message], turns: int = HISTORY_TURNS) -> str:
@@ -51,14 +52,10 @@ def render_history(history: list[Message], turns: int = HISTORY_TURNS) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(columns: list[str], rows: list[tuple[Any, ...]], limit: int = 20) -> str:
-    if not columns:
-        return "(no columns)"
-    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
-    body = [
-        "| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows[:limit]
-    ]
-    return "\n".join([head, *body]) if body else head + "\n(no rows)"
+def markdown_table(columns: list[str], rows: list[tuple[Any, ...]],
+                   limits: PromptLimits | None = None) -> str:
+    """A result for the answer prompt: bounded and defused (:func:`.bounds.result_table`)."""
+    return result_table(columns, rows, limits or PromptLimits())
 
 
 def sql_prompt(inputs: dict[str, Any]) -> str:
@@ -125,13 +122,15 @@ class SQLAgent:
         budget = int(input_budget(window, self.max_tokens, ctx.settings.max_retries) * shrink)
         static = {**inputs, "history": "", "question": ""}
         return await fit_schema(
-            ctx.snapshot,
+            ctx.prompt_snapshot,  # names, comments and samples bounded and defused
             inputs["question"],
             lambda schema: sql_prompt({**static, "schema": schema}),
             self.counter,
             budget,
             semantic=ctx.semantic,
             dynamic=inputs["history"] + "\n" + inputs["question"],
+            schema_tokens=max(1, int(ctx.limits.schema_tokens * shrink)
+                              - self.counter.estimate(inputs["semantic"])),
         )
 
     async def _write_sql(self, ctx: QuestionContext, inputs: dict[str, Any],
@@ -165,7 +164,9 @@ class SQLAgent:
         inputs: dict[str, Any] = {
             "dialect": ctx.snapshot.dialect,
             "schema": "",
-            "semantic": ctx.semantic.to_prompt() if ctx.semantic else "",
+            # the business definitions share the schema's token budget, half of it at most
+            "semantic": clip_tokens(ctx.semantic.to_prompt(), ctx.limits.schema_tokens // 2,
+                                    self.counter.estimate) if ctx.semantic else "",
             "max_rows": settings.max_rows,
             "structured": self.client.structured,
             "history": render_history(ctx.history),
@@ -198,7 +199,8 @@ class SQLAgent:
                 break
             except RetryableSQLError as exc:
                 inputs["failures"].append(
-                    {"reply": reply, "sql": sql or reply, "error": exc.for_model()}
+                    {"reply": reply, "sql": sql or reply,
+                     "error": error_for_model(exc.for_model())}
                 )
                 if attempt > settings.max_retries:
                     raise NoAnswerError(
@@ -223,7 +225,7 @@ class SQLAgent:
             "sql": sql,
             "row_count": len(result.rows),
             "truncated": ", truncated" if result.truncated else "",
-            "table": markdown_table(result.columns, result.rows, ANSWER_PREVIEW_ROWS),
+            "table": markdown_table(result.columns, result.rows, ctx.limits),
         })
         parts: list[str] = []
         try:
@@ -236,7 +238,7 @@ class SQLAgent:
         except LLMUnavailableError as exc:
             # the data answer stands; only the sentence is missing
             parts = [f"Here is the result ({len(result.rows)} rows). "
-                     f"The answer sentence is missing: {exc}."]
+                     f"The answer sentence is missing: {scrub(str(exc))}."]
         yield ev.AnswerText(text="".join(parts).strip(), engine="llm")
 
 

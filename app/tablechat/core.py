@@ -46,6 +46,7 @@ from .llm import (
 from .semantic import SemanticLayer
 from .sql.database import Database
 from .sql.guard import CheckedSQL, SQLGuard
+from .sql.limits import SQLLimits
 from .sql.schema import SchemaSnapshot, TableInfo
 
 PROBE_TTL_SECONDS = 30.0
@@ -120,6 +121,7 @@ class TableChat:
                 dialect=snap.dialect,
                 max_rows=self.settings.max_rows,
                 allowed_qualifiers=(*self.database.qualifiers, "main"),
+                limits=SQLLimits.from_settings(self.settings),
             )
             if snap is self.database.snapshot():
                 self._guards = {key: guard}

@@ -87,7 +87,8 @@ FORBIDDEN_NODES: tuple[type[exp.Expr], ...] = tuple(
 DENIED_FUNCTIONS = frozenset(DENIED)
 # What the policy walk does with a node, decided once per node class (a dict lookup per node
 # instead of a chain of isinstance checks against ~40 classes).
-_OTHER, _FORBIDDEN, _FUNC, _TABLE, _CTE, _COLUMN, _ALIAS, _TABLE_ALIAS, _SOURCE = range(9)
+(_OTHER, _FORBIDDEN, _FUNC, _TABLE, _CTE, _COLUMN, _ALIAS, _TABLE_ALIAS, _SOURCE,
+ _SELECT) = range(10)
 _KINDS: dict[type, int] = {}
 
 
@@ -104,6 +105,7 @@ def _kind(cls: type) -> int:
             (exp.Alias, _ALIAS),
             (exp.TableAlias, _TABLE_ALIAS),
             ((exp.From, exp.Join, exp.Lateral), _SOURCE),
+            (exp.Select, _SELECT),
         ):
             if issubclass(cls, base):
                 kind = value
@@ -292,8 +294,15 @@ class SQLGuard:
                     reason = functions.refusal(target, table=True)
                     if reason is not None:
                         raise UnsafeSQLError(reason, sql=text)
+                elif isinstance(node, exp.Lateral) and not isinstance(target, exp.Subquery):
+                    # LATERAL name reads no checked table (found by tests/security fuzzing)
+                    raise UnsafeSQLError("LATERAL takes a subquery or a table function",
+                                         sql=text)
                 if kind == _TABLE:
                     refs.tables.append(cast(exp.Table, node))
+            elif kind == _SELECT:
+                if not node.expressions:  # bare SELECT: sqlglot parses it, no database runs it
+                    raise InvalidSQLError("SELECT needs at least one column", sql=text)
             elif kind == _COLUMN:
                 refs.columns.append(cast(exp.Column, node))
             elif kind == _ALIAS:

@@ -1,10 +1,11 @@
 """The SQL guard: sqlglot policy applied before anything reaches the database.
 
-Layers (DESIGN.md): one statement; only queries; no write/command node anywhere; tables must
-exist; columns must resolve (a fast name check, ``qualify`` for whatever it cannot show);
-file/network readers denied; row cap; transpile to the target dialect, repairing common
-SQLite/MySQL habits of LLMs. The database sandbox enforces the same rules again
-(``sql/database.py``).
+Layers (DESIGN.md, docs/security.md): size bounds before parsing deep (``sql/limits.py``);
+one statement; only queries; no write/command node anywhere (``sql/nodes.py``); tables must
+exist; columns must resolve (a fast name check, ``qualify`` for whatever it cannot show); only
+allow-listed functions, in every position (``sql/functions.py``); row cap; transpile to the
+target dialect, repairing common SQLite/MySQL habits of LLMs. The database sandbox enforces
+the same rules again (``sql/database.py``).
 """
 
 from __future__ import annotations
@@ -27,60 +28,9 @@ from sqlglot.tokens import Tokenizer
 from ..errors import InvalidSQLError, UnsafeSQLError
 from .functions import DENIED, FunctionPolicy
 from .limits import SQLLimits, too_deep
+from .nodes import FORBIDDEN_NODES
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
-
-# Node kinds that write, change state or run commands. Looked up by name so a sqlglot release
-# that renames or drops one does not break the import.
-_FORBIDDEN_NODE_NAMES = (
-    "Insert",
-    "Update",
-    "Delete",
-    "Merge",
-    "Create",
-    "Drop",
-    "Alter",
-    "AlterColumn",
-    "Command",
-    "Copy",
-    "Set",
-    "SetItem",
-    "Pragma",
-    "Attach",
-    "Detach",
-    "Install",
-    "Use",
-    "Transaction",
-    "Commit",
-    "Rollback",
-    "Into",
-    "LoadData",
-    "Kill",
-    "Grant",
-    "Revoke",
-    "TruncateTable",
-    "Describe",
-    "Summarize",
-    "Show",
-    "Analyze",
-    "Cache",
-    "Uncache",
-    "Refresh",
-    "Export",
-    "Comment",
-    "Declare",
-    "Execute",
-    "Put",
-    "Get",
-    "Call",
-    "Lock",
-    "Vacuum",
-)
-FORBIDDEN_NODES: tuple[type[exp.Expr], ...] = tuple(
-    getattr(exp, name)
-    for name in _FORBIDDEN_NODE_NAMES
-    if isinstance(getattr(exp, name, None), type)
-)
 
 # Kept for callers and tests that name the deny-list; the policy is the allow-list in
 # functions.py, and these are refused by it with a reason.

@@ -44,6 +44,26 @@ class Settings(BaseSettings):
     sample_values: int = Field(
         5, ge=0, description="Distinct sample values shown per text column in the schema context."
     )
+    # --- SQL guard bounds (issue 11: checked before parsing deep) ---
+    max_sql_chars: int = Field(
+        20_000, gt=0, description="Longest SQL statement the guard reads, in characters; "
+        "longer ones are refused before tokenizing.",
+    )
+    max_sql_tokens: int = Field(
+        4_000, gt=0, description="Most tokens a SQL statement may hold; checked before parsing.",
+    )
+    max_sql_nodes: int = Field(
+        4_000, gt=0, description="Most syntax-tree nodes a SQL statement may have; checked "
+        "before the column check (qualify).",
+    )
+    max_sql_depth: int = Field(
+        100, gt=0, description="Deepest nesting of a SQL statement (brackets and CASE before "
+        "parsing, syntax-tree depth after).",
+    )
+    max_series_rows: int = Field(
+        1_000_000, gt=0, description="Most values range()/generate_series() may yield; they "
+        "are allowed with literal bounds only.",
+    )
     semantic_layer: str | None = Field(
         None,
         description="Path of a semantic layer YAML (descriptions, synonyms, metrics). Empty: "

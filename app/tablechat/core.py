@@ -47,6 +47,7 @@ from .redact import redact_url, scrub
 from .semantic import SemanticLayer
 from .sql.database import Database
 from .sql.guard import CheckedSQL, SQLGuard
+from .sql.limits import SQLLimits
 from .sql.schema import SchemaSnapshot, TableInfo
 
 PROBE_TTL_SECONDS = 30.0
@@ -121,6 +122,7 @@ class TableChat:
                 dialect=snap.dialect,
                 max_rows=self.settings.max_rows,
                 allowed_qualifiers=(*self.database.qualifiers, "main"),
+                limits=SQLLimits.from_settings(self.settings),
             )
             if snap is self.database.snapshot():
                 self._guards = {key: guard}

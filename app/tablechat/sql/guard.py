@@ -1,10 +1,11 @@
 """The SQL guard: sqlglot policy applied before anything reaches the database.
 
-Layers (DESIGN.md): one statement; only queries; no write/command node anywhere; tables must
-exist; columns must resolve (a fast name check, ``qualify`` for whatever it cannot show);
-file/network readers denied; row cap; transpile to the target dialect, repairing common
-SQLite/MySQL habits of LLMs. The database sandbox enforces the same rules again
-(``sql/database.py``).
+Layers (DESIGN.md, docs/security.md): size bounds before parsing deep (``sql/limits.py``);
+one statement; only queries; no write/command node anywhere (``sql/nodes.py``); tables must
+exist; columns must resolve (a fast name check, ``qualify`` for whatever it cannot show); only
+allow-listed functions, in every position (``sql/functions.py``); row cap; transpile to the
+target dialect, repairing common SQLite/MySQL habits of LLMs. The database sandbox enforces
+the same rules again (``sql/database.py``).
 """
 
 from __future__ import annotations
@@ -25,135 +26,19 @@ from sqlglot.schema import MappingSchema
 from sqlglot.tokens import Tokenizer
 
 from ..errors import InvalidSQLError, UnsafeSQLError
+from .functions import DENIED, FunctionPolicy
+from .limits import SQLLimits, too_deep
+from .nodes import FORBIDDEN_NODES
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
-# Node kinds that write, change state or run commands. Looked up by name so a sqlglot release
-# that renames or drops one does not break the import.
-_FORBIDDEN_NODE_NAMES = (
-    "Insert",
-    "Update",
-    "Delete",
-    "Merge",
-    "Create",
-    "Drop",
-    "Alter",
-    "AlterColumn",
-    "Command",
-    "Copy",
-    "Set",
-    "SetItem",
-    "Pragma",
-    "Attach",
-    "Detach",
-    "Install",
-    "Use",
-    "Transaction",
-    "Commit",
-    "Rollback",
-    "Into",
-    "LoadData",
-    "Kill",
-    "Grant",
-    "Revoke",
-    "TruncateTable",
-    "Describe",
-    "Summarize",
-    "Show",
-    "Analyze",
-    "Cache",
-    "Uncache",
-    "Refresh",
-    "Export",
-    "Comment",
-    "Declare",
-    "Execute",
-    "Put",
-    "Get",
-    "Call",
-    "Lock",
-    "Vacuum",
-)
-FORBIDDEN_NODES: tuple[type[exp.Expr], ...] = tuple(
-    getattr(exp, name)
-    for name in _FORBIDDEN_NODE_NAMES
-    if isinstance(getattr(exp, name, None), type)
-)
-
-# Functions that read files, reach the network, run SQL strings or reveal the host.
-DENIED_FUNCTIONS = frozenset(
-    {
-        "read_csv",
-        "read_csv_auto",
-        "read_parquet",
-        "parquet_scan",
-        "parquet_metadata",
-        "parquet_schema",
-        "parquet_file_metadata",
-        "parquet_kv_metadata",
-        "parquet_bloom_probe",
-        "read_json",
-        "read_json_auto",
-        "read_json_objects",
-        "read_json_objects_auto",
-        "read_ndjson",
-        "read_ndjson_auto",
-        "read_ndjson_objects",
-        "read_text",
-        "read_blob",
-        "read_xlsx",
-        "sniff_csv",
-        "glob",
-        "query",
-        "query_table",
-        "iceberg_scan",
-        "iceberg_metadata",
-        "iceberg_snapshots",
-        "delta_scan",
-        "sqlite_scan",
-        "sqlite_attach",
-        "postgres_scan",
-        "postgres_scan_pushdown",
-        "postgres_query",
-        "postgres_execute",
-        "postgres_attach",
-        "mysql_query",
-        "mysql_execute",
-        "mysql_scan",
-        "st_read",
-        "st_readosm",
-        "http_get",
-        "http_post",
-        "getenv",
-        "load_extension",
-        "install_extension",
-        "duckdb_secrets",
-        "duckdb_settings",
-        "duckdb_extensions",
-        "which_secret",
-        "read_file",
-        "pg_read_file",
-        "pg_read_binary_file",
-        "pg_ls_dir",
-        "pg_stat_file",
-        "lo_import",
-        "lo_export",
-        "dblink",
-        "dblink_exec",
-        "load_file",
-        "pg_sleep",
-        "sleep",
-        "copy_from",
-        "writefile",
-        "readfile",
-        "load_aws_credentials",
-        "read_ipc",
-        "scan_arrow_ipc",
-    }
-)
+# Kept for callers and tests that name the deny-list; the policy is the allow-list in
+# functions.py, and these are refused by it with a reason.
+DENIED_FUNCTIONS = frozenset(DENIED)
 # What the policy walk does with a node, decided once per node class (a dict lookup per node
 # instead of a chain of isinstance checks against ~40 classes).
-_OTHER, _FORBIDDEN, _FUNC, _TABLE, _CTE, _COLUMN, _ALIAS, _TABLE_ALIAS = range(8)
+(_OTHER, _FORBIDDEN, _FUNC, _TABLE, _CTE, _COLUMN, _ALIAS, _TABLE_ALIAS, _SOURCE,
+ _SELECT) = range(10)
 _KINDS: dict[type, int] = {}
 
 
@@ -169,6 +54,8 @@ def _kind(cls: type) -> int:
             (exp.Column, _COLUMN),
             (exp.Alias, _ALIAS),
             (exp.TableAlias, _TABLE_ALIAS),
+            ((exp.From, exp.Join, exp.Lateral), _SOURCE),
+            (exp.Select, _SELECT),
         ):
             if issubclass(cls, base):
                 kind = value
@@ -177,8 +64,6 @@ def _kind(cls: type) -> int:
     return kind
 
 
-# Table-valued functions allowed in FROM (anything else there is refused).
-ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
 # Dialects LLMs slip into, tried in order when the target dialect cannot parse a statement.
 REPAIR_DIALECTS = ("sqlite", "mysql", "postgres")
 
@@ -206,12 +91,6 @@ class _Refs:
     aliases: set[str] = field(default_factory=set)  # table aliases (CTEs, subqueries, tables)
 
 
-def _func_name(node: exp.Func) -> str:
-    if isinstance(node, exp.Anonymous):
-        return str(node.name).lower()
-    return node.sql_name().lower()
-
-
 class _Codec(threading.local):
     """One dialect's tokenizer, parser and generator, built once per thread and reused (each
     resets itself per call; building them costs about as much as parsing a short query)."""
@@ -221,8 +100,11 @@ class _Codec(threading.local):
         self.parser: Parser = dialect.parser()
         self.generator: Generator = dialect.generator()
 
-    def parse(self, sql: str) -> list[exp.Expr | None]:
-        return self.parser.parse(self.tokenizer.tokenize(sql), sql)
+    def parse(self, sql: str, limits: SQLLimits | None = None) -> list[exp.Expr | None]:
+        tokens = self.tokenizer.tokenize(sql)
+        if limits is not None:  # bounded before the recursive parser sees them
+            limits.check_tokens(tokens, sql)
+        return self.parser.parse(tokens, sql)
 
     def generate(self, tree: exp.Expr) -> str:
         return self.generator.generate(tree, copy=False)
@@ -248,8 +130,11 @@ class SQLGuard:
         dialect: str = "duckdb",
         max_rows: int | None = 1000,
         allowed_qualifiers: Iterable[str] = ("main", "memory", "public"),
+        limits: SQLLimits | None = None,
     ) -> None:
         self.dialect = dialect
+        self.limits = limits or SQLLimits()
+        self._functions = FunctionPolicy(dialect, self.limits.max_series_rows)
         self.max_rows = max_rows
         self.schema = {t: dict(cols) for t, cols in schema.items()}
         self._tables = {t.lower(): t for t in self.schema}
@@ -267,9 +152,19 @@ class SQLGuard:
     def check(self, sql: str, *, max_rows: int | None = -1) -> CheckedSQL:
         """Validate ``sql``; return what to execute or raise Unsafe/InvalidSQLError."""
         cap = self.max_rows if max_rows == -1 else max_rows
+        self.limits.check_text(sql or "")
         text = (sql or "").strip()
         if not text:
             raise InvalidSQLError("empty SQL statement", sql=sql)
+        try:
+            return self._check(text, cap)
+        except RecursionError:
+            # the bounds above keep sqlglot's recursion well inside Python's limit; this is the
+            # last line for shapes they do not count (NOT NOT NOT …): a clear refusal, never an
+            # internal error with a thousand-frame traceback in the log
+            raise too_deep(self.limits.max_depth, text) from None
+
+    def _check(self, text: str, cap: int | None) -> CheckedSQL:
         tree, repaired = self._parse(text)
         refs = self._check_policy(tree, text)
         tables = frozenset(t.name for t in refs.tables if t.name)
@@ -287,7 +182,8 @@ class SQLGuard:
         parsers: tuple[_Codec | Dialect, ...] = (self._codec, *self._repair)
         for i, dialect in enumerate(parsers):
             try:
-                statements = [s for s in dialect.parse(text) if s is not None]
+                parsed = self._codec.parse(text, self.limits) if i == 0 else dialect.parse(text)
+                statements = [s for s in parsed if s is not None]
             except ParseError as exc:
                 first_error = first_error or exc
                 continue
@@ -313,7 +209,21 @@ class SQLGuard:
                 sql=text,
             )
         refs = _Refs()
-        for node in tree.walk():
+        max_nodes, max_depth = self.limits.max_nodes, self.limits.max_depth
+        functions = self._functions
+        # one depth-first walk that also counts: the size bounds hold before qualify runs
+        stack: list[tuple[exp.Expr, int]] = [(tree, 1)]
+        count = 0
+        while stack:
+            node, depth = stack.pop()
+            count += 1
+            if count > max_nodes:
+                raise UnsafeSQLError(
+                    f"statement too large: more than {max_nodes:,} syntax nodes", sql=text
+                )
+            if depth > max_depth:
+                raise too_deep(max_depth, text)
+            stack.extend((child, depth + 1) for child in node.iter_expressions())
             kind = _KINDS.get(type(node))
             if kind is None:
                 kind = _kind(type(node))
@@ -324,13 +234,27 @@ class SQLGuard:
                     f"{type(node).__name__.upper()} is not allowed inside a query", sql=text
                 )
             if kind == _FUNC:
-                name = _func_name(cast(exp.Func, node))
-                if name in DENIED_FUNCTIONS:
-                    raise UnsafeSQLError(f"function {name}() is not allowed", sql=text)
+                reason = functions.refusal(cast(exp.Func, node))
+                if reason is not None:
+                    raise UnsafeSQLError(reason, sql=text)
+            elif kind in (_SOURCE, _TABLE):
+                # a call where a table goes (FROM, JOIN, LATERAL): only table functions
+                target = node.this
+                if isinstance(target, exp.Func):
+                    reason = functions.refusal(target, table=True)
+                    if reason is not None:
+                        raise UnsafeSQLError(reason, sql=text)
+                elif isinstance(node, exp.Lateral) and not isinstance(target, exp.Subquery):
+                    # LATERAL name reads no checked table (found by tests/security fuzzing)
+                    raise UnsafeSQLError("LATERAL takes a subquery or a table function",
+                                         sql=text)
+                if kind == _TABLE:
+                    refs.tables.append(cast(exp.Table, node))
+            elif kind == _SELECT:
+                if not node.expressions:  # bare SELECT: sqlglot parses it, no database runs it
+                    raise InvalidSQLError("SELECT needs at least one column", sql=text)
             elif kind == _COLUMN:
                 refs.columns.append(cast(exp.Column, node))
-            elif kind == _TABLE:
-                refs.tables.append(cast(exp.Table, node))
             elif kind == _ALIAS:
                 refs.names.add(node.alias.lower())
             elif kind == _TABLE_ALIAS:
@@ -344,10 +268,7 @@ class SQLGuard:
 
     def _check_table(self, table: exp.Table, cte_names: set[str], text: str) -> None:
         target = table.this
-        if isinstance(target, exp.Func):
-            name = _func_name(target)
-            if name not in ALLOWED_TABLE_FUNCTIONS:
-                raise UnsafeSQLError(f"table function {name}() is not allowed", sql=text)
+        if isinstance(target, exp.Func):  # checked by the walk
             return
         if not isinstance(target, exp.Identifier):
             raise UnsafeSQLError(f"unsupported table expression {target.sql()!r}", sql=text)

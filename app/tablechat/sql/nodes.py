@@ -1,0 +1,58 @@
+"""The syntax-tree node kinds the guard refuses anywhere in a statement: whatever writes,
+changes state or runs a command (a CTE may hold DML; DESCRIBE and SHOW are commands too)."""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+# Node kinds that write, change state or run commands. Looked up by name so a sqlglot release
+# that renames or drops one does not break the import.
+_FORBIDDEN_NODE_NAMES = (
+    "Insert",
+    "Update",
+    "Delete",
+    "Merge",
+    "Create",
+    "Drop",
+    "Alter",
+    "AlterColumn",
+    "Command",
+    "Copy",
+    "Set",
+    "SetItem",
+    "Pragma",
+    "Attach",
+    "Detach",
+    "Install",
+    "Use",
+    "Transaction",
+    "Commit",
+    "Rollback",
+    "Into",
+    "LoadData",
+    "Kill",
+    "Grant",
+    "Revoke",
+    "TruncateTable",
+    "Describe",
+    "Summarize",
+    "Show",
+    "Analyze",
+    "Cache",
+    "Uncache",
+    "Refresh",
+    "Export",
+    "Comment",
+    "Declare",
+    "Execute",
+    "Put",
+    "Get",
+    "Call",
+    "Lock",
+    "Vacuum",
+)
+FORBIDDEN_NODES: tuple[type[exp.Expr], ...] = tuple(
+    getattr(exp, name)
+    for name in _FORBIDDEN_NODE_NAMES
+    if isinstance(getattr(exp, name, None), type)
+)

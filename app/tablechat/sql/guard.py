@@ -110,6 +110,11 @@ class _Codec(threading.local):
         return self.generator.generate(tree, copy=False)
 
 
+def _one_line(exc: Exception) -> str:
+    """An exception's message on one line (refusals are one-line reasons)."""
+    return " ".join(str(exc).split())
+
+
 def _error_position(error: ParseError) -> tuple[int | None, int | None]:
     errors = getattr(error, "errors", None) or []
     if errors:
@@ -188,7 +193,8 @@ class SQLGuard:
                 first_error = first_error or exc
                 continue
             except SqlglotError as exc:  # tokenizer errors and the like
-                raise InvalidSQLError(f"cannot parse SQL: {exc}", sql=text) from exc
+                # one line: sqlglot's tokenizer error quotes the SQL, newlines and all
+                raise InvalidSQLError(f"cannot parse SQL: {_one_line(exc)}", sql=text) from exc
             if len(statements) != 1:
                 raise UnsafeSQLError(
                     f"exactly one statement is allowed, found {len(statements)}", sql=text
@@ -338,7 +344,7 @@ class SQLGuard:
                     return fixed_out, ["double-quoted strings read as text literals"]
                 except OptimizeError:
                     pass
-            raise InvalidSQLError(f"invalid query: {exc}", sql=text) from exc
+            raise InvalidSQLError(f"invalid query: {_one_line(exc)}", sql=text) from exc
         except SqlglotError:
             # qualify cannot follow every construct; the database still validates it
             return out, ["column check skipped"]

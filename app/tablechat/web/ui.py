@@ -21,6 +21,7 @@ from .. import _loop
 from ..core import TableChat
 from ..errors import TableChatError
 from . import browse, chat
+from .gradio_guard import inside_upload_folder
 from .metrics import Metrics
 from .results import Result, chart_view, pretty_sql
 
@@ -322,12 +323,21 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
             session = session_of(request)
             if not path:
                 return [gr.skip(), *[gr.skip()] * len(schema_outs)]
+            # Gradio checks this too (gradio_guard); a handler trusts no path it is given
+            if not inside_upload_folder(path):
+                if metrics is not None:
+                    metrics.upload("refused")
+                return ["⚠️ Upload the file through this page: a server path is not accepted.",
+                        *[gr.skip()] * len(schema_outs)]
             try:
                 info = tc.upload(session, Path(path).name, path)
             except TableChatError as exc:
                 if metrics is not None:
                     metrics.upload("refused")
                 return [f"⚠️ {exc}", *[gr.skip()] * len(schema_outs)]
+            finally:
+                # its rows are in the session's table now: the file only takes disk
+                Path(path).unlink(missing_ok=True)
             if metrics is not None:
                 metrics.upload("ok")
             rows = f"{info.row_count:,} rows" if info.row_count is not None else "rows"

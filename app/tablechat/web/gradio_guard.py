@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from gradio.utils import get_upload_folder
 
 Scope = MutableMapping[str, Any]
@@ -38,6 +39,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _FILE_ROUTE = re.compile(r"/gradio_api/(?:file=|file/|proxy=)(.*)$", re.S)
 _SCHEME = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*:|\s*//")
 _DEEP_LINK = re.compile(r"/gradio_api/deep_link/?$")
+_UPLOAD = re.compile(r"/gradio_api/upload/?$")
 
 
 def upload_folder() -> Path:
@@ -80,8 +82,10 @@ def foreign_file(data: Any) -> str | None:
 class GradioGuard:
     """ASGI middleware in front of the Gradio mount (see the module's docstring)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, after_upload: Callable[[], None] | None = None) -> None:
         self.app = app
+        # run (in a worker thread) after each upload request: the disk budget's sweep
+        self.after_upload = after_upload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or "/gradio_api/" not in scope["path"]:
@@ -95,6 +99,18 @@ class GradioGuard:
             return
         if _DEEP_LINK.search(path):
             await _refuse(send, 404, "deep links are off")
+            return
+        if scope["method"] == "POST" and _UPLOAD.search(path) and self.after_upload:
+            sweep = self.after_upload
+
+            async def send_after_sweep(message: Message) -> None:
+                # the files are written before the response's last part: sweep, then send
+                # it, so the client sees the budget already kept
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    await anyio.to_thread.run_sync(sweep)
+                await send(message)
+
+            await self.app(scope, receive, send_after_sweep)
             return
         if scope["method"] != "POST" or not _is_json(scope):
             await self.app(scope, receive, send)
@@ -111,10 +127,11 @@ class GradioGuard:
 
 
 def _is_json(scope: Scope) -> bool:
+    """Anything but a form may be read as JSON by some route: look at it."""
     for name, value in scope.get("headers", ()):
         if name == b"content-type":
-            return b"json" in value.lower()
-    return True  # no content type: FastAPI may still parse it as JSON
+            return not value.lower().startswith((b"multipart/", b"application/x-www-form"))
+    return True
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Receive]:

@@ -34,7 +34,7 @@ from .gradio_guard import GradioGuard, secure_mount
 from .metrics import Metrics
 from .openai_api import openai_router
 from .rest import rest_router
-from .ui import CSS, build_ui
+from .ui import CSS, build_ui, result_files
 
 UPLOAD_SLACK_MB = 1.0  # gradio refuses far larger uploads itself; ours says why for the rest
 # on shutdown, requests still open (an answer being streamed, a UI event) get this long to
@@ -62,7 +62,8 @@ def create_app(tc: TableChat) -> FastAPI:
     app.state.tablechat = tc
     app.include_router(rest_router(tc, metrics))
     app.include_router(openai_router(tc, metrics))
-    blocks = build_ui(tc, metrics)
+    files = result_files(tc)
+    blocks = build_ui(tc, metrics, files)
     _calm_queue(blocks)
     max_mb = tc.settings.upload_max_mb + UPLOAD_SLACK_MB
     gr.mount_gradio_app(
@@ -80,7 +81,7 @@ def create_app(tc: TableChat) -> FastAPI:
     # event copies any server file into its cache (issue 11, class 1)
     secure_mount(blocks)
     # added before auth, so it runs after it: anonymous requests are refused by auth first
-    app.add_middleware(GradioGuard)
+    app.add_middleware(GradioGuard, after_upload=files.sweep)
     gradio_app = next(r.app for r in app.routes if isinstance(r, Mount))
 
     def gradio_user(cookies: dict[str, str]) -> str | None:

@@ -7,10 +7,6 @@ Each browser tab is one session (``gr.Request.session_hash``): its conversation 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import shutil
-import tempfile
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +17,7 @@ from .. import _loop
 from ..core import TableChat
 from ..errors import TableChatError
 from . import browse, chat
+from .files import MB, ResultFiles
 from .gradio_guard import inside_upload_folder
 from .metrics import Metrics
 from .results import Result, chart_view, pretty_sql
@@ -41,6 +38,8 @@ footer { display: none !important; }
 
 
 KEEP_CSV_FILES = 4  # a session's newest result files; older ones are deleted
+# how often Gradio's delete_cache looks for files past TABLECHAT_UI_FILE_MAX_AGE, at most
+CACHE_SWEEP_SECONDS = 600
 
 
 def download_label(result: Result) -> str:
@@ -52,31 +51,36 @@ def download_label(result: Result) -> str:
     return "⬇ Download CSV"
 
 
-def _prune(folder: Path, *, keep: int) -> None:
-    """Delete all but the newest ``keep`` CSV files in ``folder``."""
-    with contextlib.suppress(OSError):  # another event of the session pruning at once
-        files = sorted(folder.glob("result-*.csv"), key=lambda f: f.stat().st_mtime,
-                       reverse=True)
-        for old in files[keep:]:
-            old.unlink(missing_ok=True)
-
-
 def session_of(request: gr.Request | None) -> str:
     """The tablechat session of a browser tab (or a gradio_client)."""
     sid = getattr(request, "session_hash", None) or "anonymous"
     return f"ui-{sid}"
 
 
-def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
+def result_files(tc: TableChat) -> ResultFiles:
+    """The UI's result files under the disk budgets of ``tc``'s settings."""
+    s = tc.settings
+    files = ResultFiles(session_bytes=int(s.ui_session_disk_mb * MB),
+                        total_bytes=int(s.ui_disk_mb * MB), max_age=s.ui_file_max_age,
+                        keep=KEEP_CSV_FILES)
+    atexit.register(files.close)
+    return files
+
+
+def build_ui(tc: TableChat, metrics: Metrics | None = None,
+             files: ResultFiles | None = None) -> gr.Blocks:
+    """The Blocks of the UI; its result files go to ``files`` (made from the settings when
+    not given)."""
     limit = tc.settings.concurrency_limit
-    csv_root = Path(tempfile.mkdtemp(prefix="tablechat-results-"))
-    atexit.register(shutil.rmtree, csv_root, True)
+    files = files or result_files(tc)
+    max_age = int(tc.settings.ui_file_max_age)
     examples = browse.example_questions(tc)
     base_snap = tc.snapshot()
     max_mb = tc.settings.upload_max_mb
     dialect = base_snap.dialect
 
-    with gr.Blocks(title="tablechat", analytics_enabled=False, fill_width=True) as demo:
+    with gr.Blocks(title="tablechat", analytics_enabled=False, fill_width=True,
+                   delete_cache=(max(1, min(CACHE_SWEEP_SECONDS, max_age)), max_age)) as demo:
         conv_state = gr.State([])
         result_state = gr.State(None)
         page_state = gr.State(0)
@@ -157,30 +161,35 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
         ask_outs = [chatbot, conv_state, question_box, notice, sql_code, *result_outs]
         schema_outs = [tables_df, table_pick, table_md, columns_df]
 
-        def csv_file(result: Result, session: str, *, whole: bool = False) -> Path:
+        def csv_file(result: Result, session: str, *, whole: bool = False) -> Path | None:
             """A CSV of the result (blocking), in a file of its own: the fetched rows, or with
             ``whole`` (the Export button) the whole result: its query runs again through the
             same guard, up to TABLECHAT_EXPORT_MAX_ROWS rows, which counts them for the info
-            line. Only the session's newest few files are kept."""
+            line. The session's files stay within the disk budgets (``files``); None when
+            even the rows shown are over them."""
             if result.exported is not None and result.exported.path.is_file():
                 return result.exported.path  # exported whole already: that file
-            folder = csv_root / session
-            path = folder / f"result-{uuid.uuid4().hex[:12]}.csv"
+            path = files.new_path(session)
             try:
                 if whole and result.source:
-                    result.exported = tc.export_csv(result.source, path, session=session)
+                    exported = tc.export_csv(result.source, path, session=session)
+                    files.admit(session, path)
+                    result.exported = exported
                 else:
-                    result.write_csv(path)
+                    return files.admit(session, result.write_csv(path))
             except (TableChatError, OSError) as exc:
                 result.export_error = str(exc)
-                result.write_csv(path)  # the rows shown, at least
-            _prune(folder, keep=KEEP_CSV_FILES)
+                try:  # the rows shown, at least
+                    return files.admit(session, result.write_csv(files.new_path(session)))
+                except (TableChatError, OSError):
+                    return None
             return path
 
         def show(result: Result | None, session: str, page: int = 0,
                  empty: str = "Ask a question to see its result here.",
-                 csv: Path | None = None) -> list[Any]:
-            """Values for ``result_outs`` (``csv=None``: a preview, the CSV comes later)."""
+                 csv: Path | bool | None = None) -> list[Any]:
+            """Values for ``result_outs`` (``csv=None``: a preview, the CSV comes later;
+            ``csv=False``: no CSV, over the disk budget)."""
             if result is None:
                 return [gr.Dataframe(value=None, visible=False), empty, None, 0,
                         gr.DownloadButton(value=None, visible=False),
@@ -190,7 +199,9 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                         gr.Button(visible=False)]
             frame, info, page = result.page(page)
             download: Any = gr.skip()
-            if csv is not None:
+            if csv is False:
+                download = gr.DownloadButton(value=None, visible=False)
+            elif isinstance(csv, Path):
                 download = gr.DownloadButton(value=str(csv), visible=bool(result.rows),
                                              label=download_label(result))
             view = chart_view(result)
@@ -211,7 +222,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     plot("scatter", gr.ScatterPlot),
                     gr.Button(visible=paged, interactive=page > 0),
                     gr.Button(visible=paged, interactive=page < result.pages - 1),
-                    gr.Button(visible=csv is not None and result.exportable)]
+                    gr.Button(visible=isinstance(csv, Path) and result.exportable)]
 
         async def stream_answer(question: str, conv: list[chat.Turn],
                                 session: str) -> AsyncIterator[list[Any]]:
@@ -230,8 +241,8 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     sql = next((t.get("sql") for t in reversed(upd.conv)
                                 if t["role"] == "assistant"), None)
                     out[4] = pretty_sql(sql, dialect) if sql else ""
-                    csv = None if current is None else await _loop.in_thread(
-                        csv_file, current, session)
+                    csv = None if current is None else (await _loop.in_thread(
+                        csv_file, current, session) or False)
                     out.extend(show(current, session, empty="This answer has no table.",
                                     csv=csv))
                 elif upd.result is not None:
@@ -287,7 +298,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                             truncated=answer.truncated, chart=answer.chart, source=sql)
             conv = chat.record_sql_run(conv, sql, result, None)
             return [chat.messages(conv), conv, "",
-                    *show(result, session, csv=csv_file(result, session))]
+                    *show(result, session, csv=csv_file(result, session) or False)]
 
         def on_page(result: Result | None, page: int, delta: int) -> list[Any]:
             if result is None:
@@ -303,8 +314,9 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
             if result is None or not result.exportable:
                 return [gr.skip()] * 3
             path = csv_file(result, session_of(request), whole=True)
-            return [result.info(0), gr.DownloadButton(value=str(path),
-                                                      label=download_label(result)),
+            download = (gr.DownloadButton(value=None, visible=False) if path is None else
+                        gr.DownloadButton(value=str(path), label=download_label(result)))
+            return [result.info(0), download,
                     gr.Button(visible=result.exportable)]
 
         def schema_values(session: str, pick: str | None) -> list[Any]:
@@ -356,7 +368,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
         def on_unload(request: gr.Request) -> None:
             session = session_of(request)
             tc.end_session(session)
-            shutil.rmtree(csv_root / session, ignore_errors=True)
+            files.end(session)
 
         common: dict[str, Any] = {"concurrency_limit": limit}
         # an export still running when the result is replaced (a new question, a SQL run,
@@ -407,4 +419,6 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
         demo.load(on_load, None, [engine_md], api_visibility="private", **common)
         demo.unload(on_unload)
     demo.queue(default_concurrency_limit=limit)
+    # uploads Gradio holds for this app count in the total disk budget too
+    files.extra = lambda: list(demo.upload_file_set)
     return demo

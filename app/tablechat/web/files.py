@@ -18,6 +18,7 @@ cap (``TABLECHAT_EXPORT_MAX_ROWS``), not by this budget.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import shutil
@@ -28,10 +29,14 @@ import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..config import Settings
 from ..errors import UserFacingError
 from .gradio_guard import upload_folder
 
 MB = 1024 * 1024
+KEEP_FILES = 4  # a session's newest result files; older ones are deleted
+# how often Gradio's delete_cache looks for files past TABLECHAT_UI_FILE_MAX_AGE, at most
+CACHE_SWEEP_SECONDS = 600
 
 
 class DiskBudgetError(UserFacingError):
@@ -42,7 +47,7 @@ class ResultFiles:
     """Result files per session, inside Gradio's cache folder, under byte and age budgets."""
 
     def __init__(self, *, session_bytes: int, total_bytes: int, max_age: float,
-                 keep: int = 4, extra: Callable[[], Iterable[str]] = tuple,
+                 keep: int = KEEP_FILES, extra: Callable[[], Iterable[str]] = tuple,
                  root: Path | None = None) -> None:
         base = root or upload_folder()
         base.mkdir(parents=True, exist_ok=True)
@@ -53,6 +58,15 @@ class ResultFiles:
         self.keep = keep
         self.extra = extra  # other files counted in the total budget (Gradio's uploads)
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ResultFiles:
+        """The budgets of ``settings``; the files are deleted when the process exits."""
+        files = cls(session_bytes=int(settings.ui_session_disk_mb * MB),
+                    total_bytes=int(settings.ui_disk_mb * MB),
+                    max_age=settings.ui_file_max_age)
+        atexit.register(files.close)
+        return files
 
     def folder(self, session: str) -> Path:
         """A session's folder: named by a hash, so a file's URL does not carry the session."""

@@ -30,11 +30,12 @@ from starlette.routing import Mount
 from .. import _loop
 from ..core import TableChat
 from .auth import AuthConfig, AuthMiddleware
+from .files import ResultFiles
 from .gradio_guard import GradioGuard, secure_mount
 from .metrics import Metrics
 from .openai_api import openai_router
 from .rest import rest_router
-from .ui import CSS, build_ui, result_files
+from .ui import CSS, build_ui
 
 UPLOAD_SLACK_MB = 1.0  # gradio refuses far larger uploads itself; ours says why for the rest
 # on shutdown, requests still open (an answer being streamed, a UI event) get this long to
@@ -62,7 +63,7 @@ def create_app(tc: TableChat) -> FastAPI:
     app.state.tablechat = tc
     app.include_router(rest_router(tc, metrics))
     app.include_router(openai_router(tc, metrics))
-    files = result_files(tc)
+    files = ResultFiles.from_settings(tc.settings)
     blocks = build_ui(tc, metrics, files)
     _calm_queue(blocks)
     max_mb = tc.settings.upload_max_mb + UPLOAD_SLACK_MB

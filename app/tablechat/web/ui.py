@@ -6,7 +6,6 @@ Each browser tab is one session (``gr.Request.session_hash``): its conversation 
 
 from __future__ import annotations
 
-import atexit
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ from .. import _loop
 from ..core import TableChat
 from ..errors import TableChatError
 from . import browse, chat
-from .files import MB, ResultFiles
+from .files import CACHE_SWEEP_SECONDS, ResultFiles
 from .gradio_guard import inside_upload_folder
+from .markup import plain
 from .metrics import Metrics
-from .results import Result, chart_view, pretty_sql
+from .results import Result, chart_view, download_label, pretty_sql
 
 REFUSALS = {
     "UnsafeSQLError": "Refused by the SQL guard",
@@ -37,34 +37,10 @@ footer { display: none !important; }
 """
 
 
-KEEP_CSV_FILES = 4  # a session's newest result files; older ones are deleted
-# how often Gradio's delete_cache looks for files past TABLECHAT_UI_FILE_MAX_AGE, at most
-CACHE_SWEEP_SECONDS = 600
-
-
-def download_label(result: Result) -> str:
-    if result.exported is not None:
-        which = "first" if result.exported.truncated else "all"
-        return f"⬇ Download CSV ({which} {result.exported.rows:,} rows)"
-    if result.truncated:
-        return f"⬇ Download CSV (the {len(result.rows):,} rows shown)"
-    return "⬇ Download CSV"
-
-
 def session_of(request: gr.Request | None) -> str:
     """The tablechat session of a browser tab (or a gradio_client)."""
     sid = getattr(request, "session_hash", None) or "anonymous"
     return f"ui-{sid}"
-
-
-def result_files(tc: TableChat) -> ResultFiles:
-    """The UI's result files under the disk budgets of ``tc``'s settings."""
-    s = tc.settings
-    files = ResultFiles(session_bytes=int(s.ui_session_disk_mb * MB),
-                        total_bytes=int(s.ui_disk_mb * MB), max_age=s.ui_file_max_age,
-                        keep=KEEP_CSV_FILES)
-    atexit.register(files.close)
-    return files
 
 
 def build_ui(tc: TableChat, metrics: Metrics | None = None,
@@ -72,7 +48,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None,
     """The Blocks of the UI; its result files go to ``files`` (made from the settings when
     not given)."""
     limit = tc.settings.concurrency_limit
-    files = files or result_files(tc)
+    files = files or ResultFiles.from_settings(tc.settings)
     max_age = int(tc.settings.ui_file_max_age)
     examples = browse.example_questions(tc)
     base_snap = tc.snapshot()
@@ -85,12 +61,15 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None,
         result_state = gr.State(None)
         page_state = gr.State(0)
         with gr.Row():
-            gr.Markdown(f"# tablechat\nAsk **{tc.database.name}** a question in plain language.")
+            gr.Markdown(f"# tablechat\nAsk **{plain(tc.database.name)}** a question in plain "
+                        "language.")
             engine_md = gr.Markdown(label="Engine", elem_id="tc-engine")
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=420):
+                # no custom tags and no LaTeX: answers carry model and data text (markup.py)
                 chatbot = gr.Chatbot(
                     label="Chat", height=560, elem_id="tc-chat", buttons=["copy"],
+                    allow_tags=False, latex_delimiters=[],
                     placeholder="Ask about the data: counts, totals, top-N, trends. "
                     "The SQL, the table and a chart appear on the right.",
                 )
@@ -290,7 +269,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None,
                     metrics.sql_run("refused")
                 message = f"{REFUSALS.get(type(exc).__name__, 'Error')}: {exc}"
                 conv = chat.record_sql_run(conv, sql, None, message)
-                return [chat.messages(conv), conv, f"⚠️ {message}",
+                return [chat.messages(conv), conv, f"⚠️ {plain(message)}",
                         *[gr.skip()] * len(result_outs)]
             if metrics is not None:
                 metrics.sql_run("ok")
@@ -346,22 +325,23 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None,
             except TableChatError as exc:
                 if metrics is not None:
                     metrics.upload("refused")
-                return [f"⚠️ {exc}", *[gr.skip()] * len(schema_outs)]
+                return [f"⚠️ {plain(exc)}", *[gr.skip()] * len(schema_outs)]
             finally:
                 # its rows are in the session's table now: the file only takes disk
                 Path(path).unlink(missing_ok=True)
             if metrics is not None:
                 metrics.upload("ok")
             rows = f"{info.row_count:,} rows" if info.row_count is not None else "rows"
-            msg = (f"✔ Uploaded **{info.name}**: {len(info.columns)} columns, {rows}. Only this "
-                   f"session sees it. Try: *How many rows are in {info.name}?*")
+            name = plain(info.name)
+            msg = (f"✔ Uploaded **{name}**: {len(info.columns)} columns, {rows}. Only this "
+                   f"session sees it. Try: *How many rows are in {name}?*")
             return [msg, *schema_values(session, info.name)]
 
         def on_load(request: gr.Request) -> str:
             engine = tc.engine_name
-            label = f"LLM · `{tc.model_label}`" if engine == "llm" else "offline engine"
+            label = f"LLM · {plain(tc.model_label)}" if engine == "llm" else "offline engine"
             snap = tc.snapshot(session_of(request))
-            text = (f"**Database:** {tc.database.name} ({snap.dialect}, {len(snap.tables)} "
+            text = (f"**Database:** {plain(tc.database.name)} ({snap.dialect}, {len(snap.tables)} "
                     f"tables)  \n**Engine:** {label}")
             return text
 

@@ -51,12 +51,17 @@ def client_of(server: LiveServer) -> Client:
 
 def test_one_session_stays_within_its_budget(server: LiveServer, cache: Path) -> None:
     client = client_of(server)
+    before = disk_use(cache)  # other tests' sessions
     peak = 0
     for n in range(10):  # ~1.3 MB of CSVs written
         out = client.predict(f"{WIDE} LIMIT {600 + n}", api_name="/run_sql")
         assert out[4]["visible"] is True, "each run still offers its CSV"
-        peak = max(peak, disk_use(cache))
-    assert peak <= SESSION_MB * MB, f"{peak / MB:.2f} MB on disk"
+        assert disk_use(cache) <= max(before, TOTAL_MB * MB)
+        # the folder of the session's files
+        peak = max(peak, disk_use(Path(out[4]["value"]["path"]).parent))
+    assert 0 < peak <= SESSION_MB * MB, f"{peak / MB:.2f} MB on disk"
+    # nothing else grew: Gradio kept no copies of its own
+    assert disk_use(cache) - before <= SESSION_MB * MB
 
 
 def test_many_sessions_stay_within_the_total_budget(server: LiveServer, cache: Path) -> None:

@@ -227,3 +227,23 @@ def test_handler_refuses_a_path_outside_the_upload_folder(server: LiveServer) ->
 
     out = fn.fn(PASSWD, Request())
     assert out[0].startswith("⚠️ Upload the file through this page")
+
+
+def test_a_logged_in_user_reads_no_server_file_either(demo_db: Path, cache: Path) -> None:
+    """With auth on: anonymous requests are refused first; a logged-in user gets no further."""
+    tc = tablechat.connect(demo_db, llm=ScriptedChatModel(), auth="ana:pw")
+    live = LiveServer(tc).start()
+    try:
+        with httpx.Client(base_url=live.url, timeout=30) as web:
+            attack = {"data": [file_data(PASSWD)], "session_hash": "auth1"}
+            assert web.post("/gradio_api/call/upload", json=attack).status_code == 401
+            assert web.post("/login", data={"username": "ana", "password": "pw"}
+                            ).status_code == 200
+            got = web.post("/gradio_api/call/upload", json=attack)
+            if got.status_code == 200:
+                got = web.get(f"/gradio_api/call/upload/{got.json()['event_id']}")
+            assert "root:x:0:0" not in got.text
+            assert got.status_code == 400
+    finally:
+        live.stop()
+    assert copies(cache, {"passwd"}) == []

@@ -16,12 +16,8 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 import tablechat
+from tests.test_browser import ARGS, CHROMIUM, TIMEOUT
 from tests.test_web_support import DEMO_RULES, LiveServer, ScriptedChatModel
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-TIMEOUT = 30_000
 
 
 class Recorder(stdlib_http.BaseHTTPRequestHandler):

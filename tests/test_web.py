@@ -326,18 +326,3 @@ def test_events_of_a_failed_question_count_as_errors(tc: tablechat.TableChat) ->
     assert r.value("tablechat_question_errors_total", front="api",
                    error_type="NoAnswerError") == 1
 
-
-def test_a_session_keeps_only_its_newest_result_files(tmp_path: Path) -> None:
-    import os
-
-    from tablechat.web.ui import _prune
-
-    for i in range(6):
-        f = tmp_path / f"result-{i}.csv"
-        f.write_text("x\n")
-        os.utime(f, (1_000_000 + i, 1_000_000 + i))
-    (tmp_path / "notes.txt").write_text("not a result")
-    _prune(tmp_path, keep=4)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "notes.txt", "result-2.csv", "result-3.csv", "result-4.csv", "result-5.csv"]
-    _prune(tmp_path / "missing", keep=4)  # a folder not made yet: nothing to do, no error

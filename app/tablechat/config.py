@@ -126,6 +126,19 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(
         4000, gt=0, description="Longest question accepted, in characters."
     )
+    ui_session_disk_mb: float = Field(
+        100.0, gt=0, description="Most MB of result files (CSV downloads, exports) the web UI "
+        "keeps for one browser session; its oldest go first, and a file larger than this is "
+        "not kept at all.",
+    )
+    ui_disk_mb: float = Field(
+        1000.0, gt=0, description="Most MB the web UI keeps on disk for all sessions together: "
+        "result files and uploads waiting to be read; the oldest go first.",
+    )
+    ui_file_max_age: float = Field(
+        3600.0, gt=0, description="Seconds the web UI keeps a result file or an upload; Gradio "
+        "deletes its own cached files of that age too (its delete_cache).",
+    )
 
     # --- what a prompt may hold (issue 11, class 9: data is not instructions) ---
     prompt_name_chars: int = Field(

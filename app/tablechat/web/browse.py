@@ -6,6 +6,7 @@ import pandas as pd
 
 from ..core import TableChat
 from ..sql.schema import SchemaSnapshot, TableInfo
+from .markup import plain
 
 DEMO_EXAMPLES = [
     "How many customers are there?",
@@ -50,8 +51,9 @@ def table_summary(snap: SchemaSnapshot, table: str | None) -> str:
         return "Pick a table to see its columns."
     count = f"{info.row_count:,} rows" if info.row_count is not None else "rows unknown"
     where = " · uploaded by you, visible only in this session" if info.session_only else ""
-    desc = f"\n\n{info.description}" if info.description else ""
-    return f"**{info.name}** — {len(info.columns)} columns, {count}{where}{desc}"
+    # names and descriptions come from the data (comments, uploads): shown as text
+    desc = f"\n\n{plain(info.description)}" if info.description else ""
+    return f"**{plain(info.name)}** — {len(info.columns)} columns, {count}{where}{desc}"
 
 
 def example_questions(tc: TableChat) -> list[str]:

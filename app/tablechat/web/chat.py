@@ -17,6 +17,7 @@ from .. import events as ev
 from ..answer import Usage
 from ..core import TableChat
 from ..errors import BadQuestionError
+from .markup import code_block, plain
 from .metrics import Metrics
 from .results import Result
 
@@ -61,11 +62,12 @@ def _fmt_seconds(seconds: float) -> float:
 
 def messages(conv: list[Turn]) -> list[dict[str, Any]]:
     """The Chatbot's value: a user bubble, then each answer's steps (a collapsible "thought"
-    with a spinner while it runs) and its text."""
+    with a spinner while it runs) and its text. Whatever the question, the model or the data
+    wrote is shown as text (``markup.plain``): it loads no image and runs no script."""
     out: list[dict[str, Any]] = []
     for turn in conv:
         if turn["role"] == "user":
-            out.append({"role": "user", "content": turn.get("display") or turn["content"]})
+            out.append({"role": "user", "content": turn.get("display") or plain(turn["content"])})
             continue
         steps: list[str] = turn.get("steps") or []
         pending = bool(turn.get("pending"))
@@ -75,7 +77,7 @@ def messages(conv: list[Turn]) -> list[dict[str, Any]]:
             if turn.get("seconds") is not None:
                 meta["duration"] = _fmt_seconds(turn["seconds"])
             out.append({"role": "assistant", "metadata": meta,
-                        "content": "\n".join(f"- {s}" for s in steps)})
+                        "content": "\n".join(f"- {plain(s)}" for s in steps)})
         out.append({"role": "assistant", "content": answer_text(turn)})
     return out
 
@@ -84,18 +86,18 @@ def answer_text(turn: Turn) -> str:
     parts: list[str] = []
     text = (turn.get("content") or "").strip()
     if text:
-        parts.append(text)
+        parts.append(plain(text))
     elif turn.get("pending"):
         parts.append("…")
     if turn.get("error"):
-        parts.append(f"⚠️ **{turn['error']}**")
+        parts.append(f"⚠️ **{plain(turn['error'])}**")
     if turn.get("stopped"):
         parts.append(STOPPED)
     footer = []
     if turn.get("rows") is not None:
         footer.append(f"{turn['rows']:,} row{'s' if turn['rows'] != 1 else ''}")
     if turn.get("engine"):
-        footer.append(f"answered by {turn['engine']}")
+        footer.append(f"answered by {plain(turn['engine'])}")
     if footer and not turn.get("pending"):
         parts.append(f"<sub>{' · '.join(footer)}</sub>")
     return "\n\n".join(parts) or "…"
@@ -126,7 +128,7 @@ async def ask(
     except BadQuestionError as exc:
         if metrics is not None:
             metrics.bad_request(front)
-        yield Update(conv=conv, notice=f"⚠️ {exc}", done=True)
+        yield Update(conv=conv, notice=f"⚠️ {plain(exc)}", done=True)
         return
     text = question.strip()
     user: Turn = {"role": "user", "content": text}
@@ -218,7 +220,7 @@ def record_sql_run(conv: list[Turn], sql: str, result: Result | None, error: str
                    ) -> list[Turn]:
     """A query typed in the SQL box joins the conversation, so follow-ups build on it."""
     user: Turn = {"role": "user", "content": f"Run this SQL: {sql}", "sql_run": True,
-                  "display": f"▶ Ran the edited SQL\n```sql\n{sql}\n```"}
+                  "display": f"▶ Ran the edited SQL\n{code_block(sql, 'sql')}"}
     if result is not None:
         text = f"The edited query returned {len(result.rows):,} rows."
         if result.truncated:

@@ -6,6 +6,7 @@ plots, never by running generated code.
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,16 @@ class Result:
         return self.chart if self.chart is not None else chart_spec(self.columns, self.rows)
 
 
+def download_label(result: Result) -> str:
+    """The Download button's label: which rows its CSV holds."""
+    if result.exported is not None:
+        which = "first" if result.exported.truncated else "all"
+        return f"⬇ Download CSV ({which} {result.exported.rows:,} rows)"
+    if result.truncated:
+        return f"⬇ Download CSV (the {len(result.rows):,} rows shown)"
+    return "⬇ Download CSV"
+
+
 def pretty_sql(sql: str, dialect: str) -> str:
     """SQL laid out on several lines for the editor (unchanged when it does not parse)."""
     try:
@@ -135,9 +146,11 @@ def chart_view(result: Result | None) -> ChartView:
     kind = spec.get("type")
     title = str(spec.get("title") or "")
     if kind == "number":
-        label = str(spec.get("label") or title)
+        # an HTML block (no Markdown inside): the label, a column name, is escaped as HTML
+        label = html.escape(str(spec.get("label") or title))
+        value = html.escape(format_number(spec.get("value")))
         return ChartView("number", title=title,
-                         markdown=f"<div class='tc-number'>{format_number(spec.get('value'))}"
+                         markdown=f"<div class='tc-number'>{value}"
                                   f"</div><div class='tc-number-label'>{label}</div>")
     x, y, color = spec.get("x"), spec.get("y"), spec.get("color")
     cols = _unique(result.columns)

@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -29,6 +30,8 @@ from starlette.routing import Mount
 from .. import _loop
 from ..core import TableChat
 from .auth import AuthConfig, AuthMiddleware
+from .files import ResultFiles
+from .gradio_guard import GradioGuard, secure_mount
 from .metrics import Metrics
 from .openai_api import openai_router
 from .rest import rest_router
@@ -60,7 +63,8 @@ def create_app(tc: TableChat) -> FastAPI:
     app.state.tablechat = tc
     app.include_router(rest_router(tc, metrics))
     app.include_router(openai_router(tc, metrics))
-    blocks = build_ui(tc, metrics)
+    files = ResultFiles.from_settings(tc.settings)
+    blocks = build_ui(tc, metrics, files)
     _calm_queue(blocks)
     max_mb = tc.settings.upload_max_mb + UPLOAD_SLACK_MB
     gr.mount_gradio_app(
@@ -71,7 +75,14 @@ def create_app(tc: TableChat) -> FastAPI:
         max_file_size=int(max_mb * 1024 * 1024),
         footer_links=[], run_history=False, ssr_mode=False, mcp_server=False,
         enable_monitoring=False, pwa=False, css=CSS,
+        # Gradio never serves these, whatever an event or a /file= request names
+        blocked_paths=_blocked_paths(tc),
     )
+    # mounted, never launched: without this Gradio's allowed-path check is skipped and any
+    # event copies any server file into its cache (issue 11, class 1)
+    secure_mount(blocks)
+    # added before auth, so it runs after it: anonymous requests are refused by auth first
+    app.add_middleware(GradioGuard, after_upload=files.sweep)
     gradio_app = next(r.app for r in app.routes if isinstance(r, Mount))
 
     def gradio_user(cookies: dict[str, str]) -> str | None:
@@ -89,6 +100,16 @@ def create_app(tc: TableChat) -> FastAPI:
     app.state.end_streams = [stop_event.set] if stop_event is not None else []
     threading.Thread(target=_warm_up, args=(tc,), name="tablechat-warm-up", daemon=True).start()
     return app
+
+
+def _blocked_paths(tc: TableChat) -> list[str]:
+    """The database file (and DuckDB's WAL beside it), and the system's secrets."""
+    paths = ["/proc", "/sys", "/etc"]
+    db_path = getattr(tc.database, "path", None)
+    if isinstance(db_path, Path):
+        db = db_path.resolve()
+        paths += [str(db), f"{db}.wal"]
+    return paths
 
 
 def _calm_queue(blocks: gr.Blocks) -> None:

@@ -6,11 +6,6 @@ Each browser tab is one session (``gr.Request.session_hash``): its conversation 
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import shutil
-import tempfile
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +16,11 @@ from .. import _loop
 from ..core import TableChat
 from ..errors import TableChatError
 from . import browse, chat
+from .files import CACHE_SWEEP_SECONDS, ResultFiles
+from .gradio_guard import inside_upload_folder
+from .markup import plain
 from .metrics import Metrics
-from .results import Result, chart_view, pretty_sql
+from .results import Result, chart_view, download_label, pretty_sql
 
 REFUSALS = {
     "UnsafeSQLError": "Refused by the SQL guard",
@@ -39,53 +37,39 @@ footer { display: none !important; }
 """
 
 
-KEEP_CSV_FILES = 4  # a session's newest result files; older ones are deleted
-
-
-def download_label(result: Result) -> str:
-    if result.exported is not None:
-        which = "first" if result.exported.truncated else "all"
-        return f"⬇ Download CSV ({which} {result.exported.rows:,} rows)"
-    if result.truncated:
-        return f"⬇ Download CSV (the {len(result.rows):,} rows shown)"
-    return "⬇ Download CSV"
-
-
-def _prune(folder: Path, *, keep: int) -> None:
-    """Delete all but the newest ``keep`` CSV files in ``folder``."""
-    with contextlib.suppress(OSError):  # another event of the session pruning at once
-        files = sorted(folder.glob("result-*.csv"), key=lambda f: f.stat().st_mtime,
-                       reverse=True)
-        for old in files[keep:]:
-            old.unlink(missing_ok=True)
-
-
 def session_of(request: gr.Request | None) -> str:
     """The tablechat session of a browser tab (or a gradio_client)."""
     sid = getattr(request, "session_hash", None) or "anonymous"
     return f"ui-{sid}"
 
 
-def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
+def build_ui(tc: TableChat, metrics: Metrics | None = None,
+             files: ResultFiles | None = None) -> gr.Blocks:
+    """The Blocks of the UI; its result files go to ``files`` (made from the settings when
+    not given)."""
     limit = tc.settings.concurrency_limit
-    csv_root = Path(tempfile.mkdtemp(prefix="tablechat-results-"))
-    atexit.register(shutil.rmtree, csv_root, True)
+    files = files or ResultFiles.from_settings(tc.settings)
+    max_age = int(tc.settings.ui_file_max_age)
     examples = browse.example_questions(tc)
     base_snap = tc.snapshot()
     max_mb = tc.settings.upload_max_mb
     dialect = base_snap.dialect
 
-    with gr.Blocks(title="tablechat", analytics_enabled=False, fill_width=True) as demo:
+    with gr.Blocks(title="tablechat", analytics_enabled=False, fill_width=True,
+                   delete_cache=(max(1, min(CACHE_SWEEP_SECONDS, max_age)), max_age)) as demo:
         conv_state = gr.State([])
         result_state = gr.State(None)
         page_state = gr.State(0)
         with gr.Row():
-            gr.Markdown(f"# tablechat\nAsk **{tc.database.name}** a question in plain language.")
+            gr.Markdown(f"# tablechat\nAsk **{plain(tc.database.name)}** a question in plain "
+                        "language.")
             engine_md = gr.Markdown(label="Engine", elem_id="tc-engine")
         with gr.Row(equal_height=False):
             with gr.Column(scale=5, min_width=420):
+                # no custom tags and no LaTeX: answers carry model and data text (markup.py)
                 chatbot = gr.Chatbot(
                     label="Chat", height=560, elem_id="tc-chat", buttons=["copy"],
+                    allow_tags=False, latex_delimiters=[],
                     placeholder="Ask about the data: counts, totals, top-N, trends. "
                     "The SQL, the table and a chart appear on the right.",
                 )
@@ -156,30 +140,35 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
         ask_outs = [chatbot, conv_state, question_box, notice, sql_code, *result_outs]
         schema_outs = [tables_df, table_pick, table_md, columns_df]
 
-        def csv_file(result: Result, session: str, *, whole: bool = False) -> Path:
+        def csv_file(result: Result, session: str, *, whole: bool = False) -> Path | None:
             """A CSV of the result (blocking), in a file of its own: the fetched rows, or with
             ``whole`` (the Export button) the whole result: its query runs again through the
             same guard, up to TABLECHAT_EXPORT_MAX_ROWS rows, which counts them for the info
-            line. Only the session's newest few files are kept."""
+            line. The session's files stay within the disk budgets (``files``); None when
+            even the rows shown are over them."""
             if result.exported is not None and result.exported.path.is_file():
                 return result.exported.path  # exported whole already: that file
-            folder = csv_root / session
-            path = folder / f"result-{uuid.uuid4().hex[:12]}.csv"
+            path = files.new_path(session)
             try:
                 if whole and result.source:
-                    result.exported = tc.export_csv(result.source, path, session=session)
+                    exported = tc.export_csv(result.source, path, session=session)
+                    files.admit(session, path)
+                    result.exported = exported
                 else:
-                    result.write_csv(path)
+                    return files.admit(session, result.write_csv(path))
             except (TableChatError, OSError) as exc:
                 result.export_error = str(exc)
-                result.write_csv(path)  # the rows shown, at least
-            _prune(folder, keep=KEEP_CSV_FILES)
+                try:  # the rows shown, at least
+                    return files.admit(session, result.write_csv(files.new_path(session)))
+                except (TableChatError, OSError):
+                    return None
             return path
 
         def show(result: Result | None, session: str, page: int = 0,
                  empty: str = "Ask a question to see its result here.",
-                 csv: Path | None = None) -> list[Any]:
-            """Values for ``result_outs`` (``csv=None``: a preview, the CSV comes later)."""
+                 csv: Path | bool | None = None) -> list[Any]:
+            """Values for ``result_outs`` (``csv=None``: a preview, the CSV comes later;
+            ``csv=False``: no CSV, over the disk budget)."""
             if result is None:
                 return [gr.Dataframe(value=None, visible=False), empty, None, 0,
                         gr.DownloadButton(value=None, visible=False),
@@ -189,7 +178,9 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                         gr.Button(visible=False)]
             frame, info, page = result.page(page)
             download: Any = gr.skip()
-            if csv is not None:
+            if csv is False:
+                download = gr.DownloadButton(value=None, visible=False)
+            elif isinstance(csv, Path):
                 download = gr.DownloadButton(value=str(csv), visible=bool(result.rows),
                                              label=download_label(result))
             view = chart_view(result)
@@ -210,7 +201,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     plot("scatter", gr.ScatterPlot),
                     gr.Button(visible=paged, interactive=page > 0),
                     gr.Button(visible=paged, interactive=page < result.pages - 1),
-                    gr.Button(visible=csv is not None and result.exportable)]
+                    gr.Button(visible=isinstance(csv, Path) and result.exportable)]
 
         async def stream_answer(question: str, conv: list[chat.Turn],
                                 session: str) -> AsyncIterator[list[Any]]:
@@ -229,8 +220,8 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     sql = next((t.get("sql") for t in reversed(upd.conv)
                                 if t["role"] == "assistant"), None)
                     out[4] = pretty_sql(sql, dialect) if sql else ""
-                    csv = None if current is None else await _loop.in_thread(
-                        csv_file, current, session)
+                    csv = None if current is None else (await _loop.in_thread(
+                        csv_file, current, session) or False)
                     out.extend(show(current, session, empty="This answer has no table.",
                                     csv=csv))
                 elif upd.result is not None:
@@ -278,7 +269,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                     metrics.sql_run("refused")
                 message = f"{REFUSALS.get(type(exc).__name__, 'Error')}: {exc}"
                 conv = chat.record_sql_run(conv, sql, None, message)
-                return [chat.messages(conv), conv, f"⚠️ {message}",
+                return [chat.messages(conv), conv, f"⚠️ {plain(message)}",
                         *[gr.skip()] * len(result_outs)]
             if metrics is not None:
                 metrics.sql_run("ok")
@@ -286,7 +277,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
                             truncated=answer.truncated, chart=answer.chart, source=sql)
             conv = chat.record_sql_run(conv, sql, result, None)
             return [chat.messages(conv), conv, "",
-                    *show(result, session, csv=csv_file(result, session))]
+                    *show(result, session, csv=csv_file(result, session) or False)]
 
         def on_page(result: Result | None, page: int, delta: int) -> list[Any]:
             if result is None:
@@ -302,8 +293,9 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
             if result is None or not result.exportable:
                 return [gr.skip()] * 3
             path = csv_file(result, session_of(request), whole=True)
-            return [result.info(0), gr.DownloadButton(value=str(path),
-                                                      label=download_label(result)),
+            download = (gr.DownloadButton(value=None, visible=False) if path is None else
+                        gr.DownloadButton(value=str(path), label=download_label(result)))
+            return [result.info(0), download,
                     gr.Button(visible=result.exportable)]
 
         def schema_values(session: str, pick: str | None) -> list[Any]:
@@ -322,31 +314,41 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
             session = session_of(request)
             if not path:
                 return [gr.skip(), *[gr.skip()] * len(schema_outs)]
+            # Gradio checks this too (gradio_guard); a handler trusts no path it is given
+            if not inside_upload_folder(path):
+                if metrics is not None:
+                    metrics.upload("refused")
+                return ["⚠️ Upload the file through this page: a server path is not accepted.",
+                        *[gr.skip()] * len(schema_outs)]
             try:
                 info = tc.upload(session, Path(path).name, path)
             except TableChatError as exc:
                 if metrics is not None:
                     metrics.upload("refused")
-                return [f"⚠️ {exc}", *[gr.skip()] * len(schema_outs)]
+                return [f"⚠️ {plain(exc)}", *[gr.skip()] * len(schema_outs)]
+            finally:
+                # its rows are in the session's table now: the file only takes disk
+                Path(path).unlink(missing_ok=True)
             if metrics is not None:
                 metrics.upload("ok")
             rows = f"{info.row_count:,} rows" if info.row_count is not None else "rows"
-            msg = (f"✔ Uploaded **{info.name}**: {len(info.columns)} columns, {rows}. Only this "
-                   f"session sees it. Try: *How many rows are in {info.name}?*")
+            name = plain(info.name)
+            msg = (f"✔ Uploaded **{name}**: {len(info.columns)} columns, {rows}. Only this "
+                   f"session sees it. Try: *How many rows are in {name}?*")
             return [msg, *schema_values(session, info.name)]
 
         def on_load(request: gr.Request) -> str:
             engine = tc.engine_name
-            label = f"LLM · `{tc.model_label}`" if engine == "llm" else "offline engine"
+            label = f"LLM · {plain(tc.model_label)}" if engine == "llm" else "offline engine"
             snap = tc.snapshot(session_of(request))
-            text = (f"**Database:** {tc.database.name} ({snap.dialect}, {len(snap.tables)} "
+            text = (f"**Database:** {plain(tc.database.name)} ({snap.dialect}, {len(snap.tables)} "
                     f"tables)  \n**Engine:** {label}")
             return text
 
         def on_unload(request: gr.Request) -> None:
             session = session_of(request)
             tc.end_session(session)
-            shutil.rmtree(csv_root / session, ignore_errors=True)
+            files.end(session)
 
         common: dict[str, Any] = {"concurrency_limit": limit}
         # an export still running when the result is replaced (a new question, a SQL run,
@@ -397,4 +399,6 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None) -> gr.Blocks:
         demo.load(on_load, None, [engine_md], api_visibility="private", **common)
         demo.unload(on_unload)
     demo.queue(default_concurrency_limit=limit)
+    # uploads Gradio holds for this app count in the total disk budget too
+    files.extra = lambda: list(demo.upload_file_set)
     return demo

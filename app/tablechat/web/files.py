@@ -1,0 +1,142 @@
+"""The web UI's files on disk, under a budget (issue 11, class 10).
+
+Result CSVs (the Download button, Export all rows) are written inside Gradio's cache folder, so
+Gradio serves them as they are instead of copying each into its cache for good (333 MB after 8
+runs of one session, before). Each session has a folder of its own; after every new file:
+
+- the session keeps at most ``keep`` files and ``session_bytes`` bytes (oldest go first; a
+  file larger than the whole budget is refused and deleted);
+- all sessions' files, with the uploads Gradio holds for this app (``upload_file_set``), stay
+  under ``total_bytes`` (oldest go first, whoever they belong to);
+- a file older than ``max_age`` seconds goes.
+
+The same sweep runs after every upload request (``GradioGuard``'s ``after_upload``) and Gradio's
+``delete_cache`` removes its own files of that age on its schedule. A session's folder goes when
+its tab closes. What one file may hold while it is written is bounded by the export's own row
+cap (``TABLECHAT_EXPORT_MAX_ROWS``), not by this budget.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import UserFacingError
+from .gradio_guard import upload_folder
+
+MB = 1024 * 1024
+KEEP_FILES = 4  # a session's newest result files; older ones are deleted
+# how often Gradio's delete_cache looks for files past TABLECHAT_UI_FILE_MAX_AGE, at most
+CACHE_SWEEP_SECONDS = 600
+
+
+class DiskBudgetError(UserFacingError):
+    """A result file is larger than the session's disk budget."""
+
+
+class ResultFiles:
+    """Result files per session, inside Gradio's cache folder, under byte and age budgets."""
+
+    def __init__(self, *, session_bytes: int, total_bytes: int, max_age: float,
+                 keep: int = KEEP_FILES, extra: Callable[[], Iterable[str]] = tuple,
+                 root: Path | None = None) -> None:
+        base = root or upload_folder()
+        base.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="tablechat-results-", dir=base))
+        self.session_bytes = session_bytes
+        self.total_bytes = total_bytes
+        self.max_age = max_age
+        self.keep = keep
+        self.extra = extra  # other files counted in the total budget (Gradio's uploads)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ResultFiles:
+        """The budgets of ``settings``; the files are deleted when the process exits."""
+        files = cls(session_bytes=int(settings.ui_session_disk_mb * MB),
+                    total_bytes=int(settings.ui_disk_mb * MB),
+                    max_age=settings.ui_file_max_age)
+        atexit.register(files.close)
+        return files
+
+    def folder(self, session: str) -> Path:
+        """A session's folder: named by a hash, so a file's URL does not carry the session."""
+        digest = hashlib.sha256(session.encode()).hexdigest()[:32]
+        return self.root / digest
+
+    def new_path(self, session: str) -> Path:
+        """A fresh file name for a session's next result CSV (unguessable, as Gradio's are)."""
+        return self.folder(session) / f"result-{uuid.uuid4().hex}.csv"
+
+    def admit(self, session: str, path: Path) -> Path:
+        """Keep ``path`` within the budgets (deleting older files to make room), or delete it
+        and raise :class:`DiskBudgetError` when it alone is over the session's budget."""
+        size = _size(path)
+        if size > self.session_bytes:
+            path.unlink(missing_ok=True)
+            raise DiskBudgetError(
+                f"the CSV would take {size / MB:.1f} MB, over this session's disk budget "
+                f"(TABLECHAT_UI_SESSION_DISK_MB={self.session_bytes / MB:g})")
+        with self._lock:
+            files = _newest_first(self.folder(session).glob("result-*.csv"))
+            used = 0
+            for n, old in enumerate(files):
+                used += _size(old)
+                if old != path and (n >= self.keep or used > self.session_bytes):
+                    used -= _size(old)
+                    old.unlink(missing_ok=True)
+        self.sweep()
+        return path
+
+    def sweep(self) -> None:
+        """Delete files past ``max_age``, then the oldest until all fit ``total_bytes``."""
+        with self._lock:
+            now = time.time()
+            files = _newest_first([*self.root.glob("*/result-*.csv"),
+                                   *(Path(p) for p in self.extra())])
+            used = 0
+            for f in files:
+                try:
+                    stat = f.stat()
+                except OSError:
+                    continue
+                if now - stat.st_mtime > self.max_age or used + stat.st_size > self.total_bytes:
+                    f.unlink(missing_ok=True)
+                else:
+                    used += stat.st_size
+
+    def usage(self) -> int:
+        """Bytes the result files take now."""
+        return sum(_size(f) for f in self.root.glob("*/result-*.csv"))
+
+    def end(self, session: str) -> None:
+        """Delete a session's files (its tab closed)."""
+        shutil.rmtree(self.folder(session), ignore_errors=True)
+
+    def close(self) -> None:
+        """Delete every file (the server stops)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _newest_first(files: Iterable[Path]) -> list[Path]:
+    stamped = []
+    for f in files:
+        with contextlib.suppress(OSError):  # deleted meanwhile
+            stamped.append((f.stat().st_mtime, f))
+    return [f for _, f in sorted(stamped, key=lambda t: t[0], reverse=True)]

@@ -44,6 +44,10 @@ _FIXED_WIDTH = {"BOOLEAN": 1, "TINYINT": 1, "UTINYINT": 1, "SMALLINT": 2, "USMAL
                 "DOUBLE": 8, "DATE": 8, "TIMESTAMP": 8, "TIMESTAMP WITH TIME ZONE": 8,
                 "TIME": 8, "INTERVAL": 16, "HUGEINT": 16, "UHUGEINT": 16}
 _OBJECT_OVERHEAD = 8 + 49  # a pointer in the column, an empty str object
+# DuckDB's own max_line_size: a longer CSV line fails, but only after DuckDB has copied the
+# whole line into its error message (8 s for one 20 MB line), so it is refused here first.
+MAX_LINE_BYTES = 2_000_000
+_MB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +155,8 @@ def read_upload(filename: str, source: bytes | str | Path, *, max_mb: float,
             raise UploadError(f"{shown} is not a Parquet file (its magic bytes are missing)")
     else:
         data = _as_text(data, shown, kind)
+        if kind == "csv" or Path(shown).suffix.lower() in (".jsonl", ".ndjson"):
+            _check_lines(data, shown)
     limits = limits or UploadLimits()
     with tempfile.TemporaryDirectory(prefix="tablechat-upload-") as tmp:
         path = Path(tmp) / f"upload.{kind}"
@@ -180,6 +186,18 @@ def read_upload(filename: str, source: bytes | str | Path, *, max_mb: float,
     if len(frame.columns) == 0:
         raise UploadError(f"{shown} holds no columns")
     return _clean_columns(frame)
+
+
+def _check_lines(data: bytes, shown: str) -> None:
+    """Refuse a line-based file with a line over :data:`MAX_LINE_BYTES`."""
+    import numpy as np
+
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+    bounds = np.concatenate(([-1], ends, [len(data)]))
+    longest = int(np.diff(bounds).max()) - 1
+    if longest > MAX_LINE_BYTES:
+        raise UploadError(f"{shown} has a line of {longest:,} bytes; lines may hold at most "
+                          f"{MAX_LINE_BYTES:,}")
 
 
 def _check_size(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, shown: str,
@@ -213,8 +231,8 @@ def _check_size(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, sh
         total += sum(int(n) for n in lengths)
     if total > limits.max_memory_bytes:
         raise UploadError(
-            f"{shown} would take about {total / 1e6:,.0f} MB of memory once decompressed; "
-            f"uploads may take at most {limits.max_memory_bytes / 1e6:,.0f} MB")
+            f"{shown} would take about {total / _MB:,.0f} MB of memory once decompressed; "
+            f"uploads may take at most {limits.max_memory_bytes / _MB:,.0f} MB")
 
 
 @functools.cache

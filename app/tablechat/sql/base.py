@@ -120,17 +120,18 @@ def fetch_bounded(cur: Any, max_rows: int, limits: ResultLimits) -> tuple[
             if len(rows) == max_rows:
                 return rows, True, "rows", cells_cut
             row = []
-            size = 0
+            size = cut = 0
             for value in raw:
                 n = cell_size(value, cap)
                 if n > cap:
                     value, n = _cut_cell(value, cap), cap
-                    cells_cut += 1
+                    cut += 1
                 row.append(plain_value(value))
                 size += n
             if used + size > limits.max_bytes:
                 return rows, True, "bytes", cells_cut
             used += size
+            cells_cut += cut
             rows.append(tuple(row))
         if used < len(rows) * 1024:  # small rows: fewer, larger batches
             batch = min(batch * 4, 1024)

@@ -34,7 +34,7 @@ def run_child(code: str, timeout: float = 300.0) -> ChildRun:
     """Run ``code`` (which prints one JSON object as its last line) with tablechat importable."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(APP), str(ROOT)])}
     start = time.monotonic()
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter on our own code
+    proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, env=env, cwd=ROOT)
     try:

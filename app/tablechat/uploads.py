@@ -25,7 +25,7 @@ import duckdb
 
 from .errors import UploadError
 from .sql.duckdb_db import quote
-from .sql.watchdog import WATCHDOG
+from .sql.watchdog import WATCHDOG, Alarm
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -171,8 +171,11 @@ def read_upload(filename: str, source: bytes | str | Path, *, max_mb: float,
                 rel = con.read_parquet(str(path))
             else:
                 rel = con.read_json(str(path))
+            _expired(alarm)  # an interrupt that came between two statements is lost
             _check_size(con, rel, shown, limits)
+            _expired(alarm)
             frame = rel.df()
+            _expired(alarm)
         except duckdb.Error as exc:
             if alarm.fired:
                 raise UploadError(f"reading {shown} took longer than {limits.timeout:g} s; "
@@ -186,6 +189,12 @@ def read_upload(filename: str, source: bytes | str | Path, *, max_mb: float,
     if len(frame.columns) == 0:
         raise UploadError(f"{shown} holds no columns")
     return _clean_columns(frame)
+
+
+def _expired(alarm: Alarm) -> None:
+    """Raise DuckDB's own interrupt error once ``alarm`` has gone off."""
+    if alarm.fired:
+        raise duckdb.InterruptException("the upload's deadline passed")
 
 
 def _check_lines(data: bytes, shown: str) -> None:

@@ -120,3 +120,21 @@ def test_reading_an_upload_is_bounded_by_the_timeout(tmp_path: Path) -> None:
     big = _copy(tmp_path / "big.csv", "SELECT range AS a, range * 2 AS b FROM range(2000000)",
                 "FORMAT csv")
     assert "took longer than" in _refusal("big.csv", big, timeout=0.001)
+
+
+def test_an_upload_the_sandbox_cannot_hold_is_a_clear_refusal(tmp_path: Path) -> None:
+    """Uploads live in the sandbox's storage, under its memory limit and temporary directory
+    cap; a table that does not fit is the person's error, not a crash."""
+    import pandas as pd
+
+    from tablechat.sql.database import DuckDBDatabase
+
+    path = tmp_path / "small.duckdb"
+    duckdb.connect(str(path)).close()
+    frame = pd.DataFrame({"s": [f"row {i} " + "x" * 200 for i in range(200_000)]})
+    with DuckDBDatabase(path, memory_limit="16MB", max_temp_directory_size="1MB") as db:
+        with pytest.raises(UploadError, match="cannot load big into the database") as caught:
+            db.register_table("s1", "big", frame)
+        assert "\n" not in str(caught.value)
+        assert db.session_tables("s1") == []
+        assert db.execute("SELECT 1", max_rows=1, session="s1").rows == [(1,)]

@@ -21,6 +21,7 @@ from ..errors import (
     DatabaseUnavailableError,
     QueryTimeoutError,
     SQLExecutionError,
+    UploadError,
 )
 from .base import Database, ResultLimits
 from .schema import Column, ForeignKey, SchemaSnapshot, TableInfo
@@ -172,7 +173,9 @@ class DuckDBDatabase(Database):
             except duckdb.Error as exc:
                 if alarm.fired or isinstance(exc, duckdb.InterruptException):
                     raise self._timeout_error() from exc
-                raise
+                # e.g. out of memory and temporary directory space: the person's to act on
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise UploadError(f"cannot load {name} into the database: {first}") from exc
         with self._sessions_lock:
             self._session_tables.setdefault(session, {})[name] = info
         return info

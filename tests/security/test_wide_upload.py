@@ -105,3 +105,16 @@ def test_uploads_live_in_the_session_s_own_temporary_tables(demo_db: Path,
         for other in (db.cursor("s2"), db.cursor()):  # another session, a thread's cursor
             with pytest.raises(duckdb.CatalogException):
                 other.execute("SELECT * FROM mine")
+
+
+def test_a_csv_header_of_100000_columns_is_refused_before_duckdb_sniffs_it() -> None:
+    from tablechat.uploads import read_upload
+
+    header = ",".join(f"c{i}" for i in range(100_000)).encode()
+    data = header + b"\n" + b",".join(b"1" for _ in range(100_000)) + b"\n"
+    with pytest.raises(UploadError, match=r"wide.csv has 100,000 columns; uploads may have at "
+                                          r"most 500"):
+        read_upload("wide.csv", data, max_mb=50)
+    # commas inside quotes and another delimiter: a narrow file, loaded
+    narrow = b'a;"b, with, commas, ' + b", " * 600 + b'"\n1;2\n'
+    assert read_upload("narrow.csv", narrow, max_mb=50).shape == (1, 2)

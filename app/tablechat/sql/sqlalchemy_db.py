@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 from .._loop import in_worker_thread
 from ..errors import (
@@ -19,6 +19,7 @@ from ..errors import (
 )
 from .base import Database, ResultLimits
 from .schema import Column, ForeignKey, SchemaSnapshot, TableInfo
+from .watchdog import WATCHDOG, Alarm
 
 SQLALCHEMY_DIALECTS = {
     "postgresql": "postgres",
@@ -33,6 +34,17 @@ SQLALCHEMY_DIALECTS = {
     "trino": "trino",
     "redshift": "redshift",
 }
+
+
+def canceller(driver: Any, cursor: Any) -> Callable[[], object] | None:
+    """How this DBAPI driver cancels a running statement from another thread, if it can:
+    ``interrupt()`` (sqlite3), ``cancel()`` on the connection (psycopg, oracledb) or on the
+    cursor (pyodbc, snowflake)."""
+    for target, name in ((driver, "interrupt"), (driver, "cancel"), (cursor, "cancel")):
+        method = getattr(target, name, None)
+        if callable(method):
+            return cast("Callable[[], object]", method)
+    return None
 
 
 def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
@@ -92,11 +104,14 @@ class SQLAlchemyDatabase(Database):
             connection.close()
 
     @contextlib.contextmanager
-    def _read_only(self) -> Iterator[Any]:
-        """A DBAPI cursor in a read-only transaction bounded by the timeout.
+    def _read_only(self) -> Iterator[tuple[Any, Alarm | None]]:
+        """A DBAPI cursor in a read-only transaction bounded by the timeout, and the
+        watchdog's alarm for it (None when the driver cannot cancel a statement).
 
         The driver's own cursor: a question's one query needs none of SQLAlchemy's result
-        machinery, which cost as much as a small SQLite query.
+        machinery, which cost as much as a small SQLite query. The database's own timeout
+        comes first; the watchdog also cancels through the driver, for databases that have
+        none (SQL Server, Oracle, ...) and for the time a result is fetched.
         """
         backend = self._engine.dialect.name
         with self._connection() as connection:
@@ -111,9 +126,13 @@ class SQLAlchemyDatabase(Database):
             elif backend in ("mysql", "mariadb"):
                 cursor.execute("SET TRANSACTION READ ONLY")
                 cursor.execute(f"SET SESSION max_execution_time = {int(self.timeout * 1000)}")
+            cancel = canceller(driver, cursor)
+            alarm = WATCHDOG.arm(self.timeout, cancel) if cancel is not None else None
             try:
-                yield cursor
+                yield cursor, alarm
             finally:
+                if alarm is not None:
+                    WATCHDOG.disarm(alarm)
                 if backend == "sqlite":
                     driver.set_progress_handler(None, 0)
                 cursor.close()
@@ -138,18 +157,25 @@ class SQLAlchemyDatabase(Database):
     @contextlib.contextmanager
     def _cursor(self, sql: str, session: str | None) -> Iterator[Any]:
         dbapi = self._engine.dialect.loaded_dbapi  # PEP 249: the driver's exception classes
+        alarm: Alarm | None = None
         try:
-            with self._read_only() as cursor:
+            with self._read_only() as (cursor, alarm):
                 cursor.execute(sql)
                 yield cursor
         except dbapi.OperationalError as exc:
             text = str(exc)
-            if "interrupt" in text.lower() or "timeout" in text.lower() or "cancel" in text.lower():
+            lower = text.lower()
+            if (alarm is not None and alarm.fired) or "interrupt" in lower \
+                    or "timeout" in lower or "cancel" in lower:
                 raise QueryTimeoutError(
                     f"the query ran longer than {self.timeout:g} s and was cancelled"
                 ) from exc
             raise SQLExecutionError(text, sql=sql) from exc
         except dbapi.Error as exc:
+            if alarm is not None and alarm.fired:
+                raise QueryTimeoutError(
+                    f"the query ran longer than {self.timeout:g} s and was cancelled"
+                ) from exc
             raise SQLExecutionError(str(exc), sql=sql) from exc
         except self._sa.exc.SQLAlchemyError as exc:  # the pool could not connect
             raise DatabaseUnavailableError(f"cannot reach the database: {exc}") from exc

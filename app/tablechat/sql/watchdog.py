@@ -53,7 +53,8 @@ class Watchdog:
                 self._thread = threading.Thread(
                     target=self._run, name="tablechat-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][2] is alarm:  # due before all others: the thread must wake sooner
+                self._cond.notify()
         return alarm
 
     def disarm(self, alarm: Alarm) -> None:

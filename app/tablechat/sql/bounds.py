@@ -103,20 +103,23 @@ def _constant_time(node: exp.Expression | None) -> float | None:
 
 
 def _interval_seconds(node: exp.Expression | None) -> float | None:
-    if isinstance(node, exp.Interval):
-        count = constant_int(node.this) if not isinstance(node.this, exp.Literal) or \
-            not node.this.is_string else None
-        text = node.this.this if isinstance(node.this, exp.Literal) else ""
-        unit = (node.unit.name if node.unit else "").lower().rstrip("s")
-        if count is None and isinstance(text, str):  # INTERVAL '1 day'
-            parts = text.split()
-            if parts and parts[0].lstrip("-").isdigit():
-                count = int(parts[0])
-                unit = (parts[1] if len(parts) > 1 else unit).lower().rstrip("s")
-        seconds = _SECONDS.get(unit)
-        if count is not None and seconds is not None:
-            return abs(count) * seconds
-    return None
+    """Seconds in a constant interval (``INTERVAL 1 DAY``, ``INTERVAL '2 hours'``); months and
+    years count at their shortest, so a series is never under-counted."""
+    if not isinstance(node, exp.Interval):
+        return None
+    if isinstance(node.this, exp.Literal):
+        parts = str(node.this.this).split()
+    else:
+        value = constant_int(node.this)
+        parts = [] if value is None else [str(value)]
+    unit = node.unit.name if node.unit else (parts[1] if len(parts) > 1 else "")
+    seconds = _SECONDS.get(unit.lower().rstrip("s"))
+    if not parts or seconds is None:
+        return None
+    try:
+        return abs(float(parts[0])) * seconds
+    except ValueError:
+        return None
 
 
 def _series_length(node: exp.GenerateSeries) -> int | None:
@@ -186,7 +189,7 @@ class _Sizer:
             length = _series_length(node)
             if length is None:
                 raise _TooBig("range()/generate_series() used as a value needs constant bounds")
-            return self.check(_Size(length * 8), "range")
+            return self.check(_Size(length * 8), "range()/generate_series")
         if isinstance(node, exp.Anonymous):
             return self._anonymous(node)
         if isinstance(node, exp.Format):

@@ -8,11 +8,13 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 from langchain_core.language_models import FakeListChatModel
 
 import tablechat
 from tablechat.export import write_csv
+from tablechat.sql.database import DuckDBDatabase, ResultLimits
 from tests.support.sqlite_files import sqlite_file
 
 
@@ -125,3 +127,20 @@ def test_two_exports_to_one_path_never_mix(tmp_path: Path) -> None:
     a.join(5)
     assert _read(target) == [["x"], ["a1"], ["a2"]]  # A's whole file, then: never a mix
     assert [p.name for p in tmp_path.iterdir()] == ["same.csv"]
+
+
+def test_export_batches_are_bounded_by_bytes_and_keep_cells_whole(tmp_path: Path) -> None:
+    """An export is not cut per cell, so its batches are sized by bytes as well as rows: rows
+    of 200 KB never come 10,000 at a time (2 GB), and small rows still come in large batches."""
+    path = tmp_path / "e.duckdb"
+    duckdb.connect(str(path)).close()
+    budget = 1_000_000
+    with DuckDBDatabase(path, limits=ResultLimits(max_bytes=budget)) as db:
+        with db.batches("SELECT repeat('x', 200000) AS s FROM range(100)") as (_, batches):
+            sizes = [[len(row[0]) for row in batch] for batch in batches]
+        with db.batches("SELECT range AS n FROM range(100000)") as (_, batches):
+            small = [len(batch) for batch in batches]
+    assert sum(len(b) for b in sizes) == 100
+    assert all(n == 200_000 for b in sizes for n in b)  # whole cells
+    assert all(sum(b) <= budget for b in sizes[1:])  # after the first, within the budget
+    assert max(small) == 10_000 and sum(small) == 100_000

@@ -293,3 +293,29 @@ def test_distinct_values_most_frequent_first_and_errors_mapped(
         for db, table in ((lite.database, "pets"), (duck.database, "regions")):
             with pytest.raises(SQLExecutionError):  # the database's error, as tablechat's
                 db.distinct_values(table, "nope")
+
+
+def test_the_watchdog_can_cancel_each_driver_s_statements(tmp_path: Path) -> None:
+    """Databases without a statement timeout of their own are cancelled by the watchdog
+    through their driver: sqlite3's interrupt(), psycopg's and oracledb's cancel() on the
+    connection, pyodbc's on the cursor."""
+    import sqlite3
+
+    from tablechat.sql.sqlalchemy_db import canceller
+
+    con = sqlite3.connect(":memory:")
+    try:
+        assert canceller(con, con.cursor()) == con.interrupt
+
+        class Conn:
+            def cancel(self) -> None: ...
+
+        class Cursor:
+            def cancel(self) -> None: ...
+
+        conn, cursor = Conn(), Cursor()
+        assert canceller(conn, object()) == conn.cancel
+        assert canceller(object(), cursor) == cursor.cancel
+        assert canceller(object(), object()) is None
+    finally:
+        con.close()

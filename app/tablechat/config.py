@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     max_temp_directory_size: str = Field(
         "1GB", description="DuckDB spill-to-disk cap for the query sandbox."
     )
+    result_max_bytes: int = Field(
+        8 * 1024 * 1024, gt=0, description="Most bytes one query result may hold (all its "
+        "cells together); fetching stops there and the result says it was cut.",
+    )
+    result_max_cell_bytes: int = Field(
+        64 * 1024, gt=0, description="Most bytes one cell of a result may hold; a longer one "
+        "is cut and ends with '…'. The guard also refuses SQL that would build a larger value "
+        "(repeat, lpad, range as a list, ...).",
+    )
     sample_values: int = Field(
         5, ge=0, description="Distinct sample values shown per text column in the schema context."
     )
@@ -123,6 +132,19 @@ class Settings(BaseSettings):
         repr=False,
     )
     upload_max_mb: float = Field(50.0, gt=0, description="Largest upload accepted, in MB.")
+    upload_max_columns: int = Field(
+        500, gt=0, description="Most columns an uploaded file may have."
+    )
+    upload_max_cells: int = Field(
+        10_000_000, gt=0, description="Most cells (rows × columns) an uploaded file may hold "
+        "once decompressed; checked from the file's metadata or a streaming count before "
+        "anything is loaded.",
+    )
+    upload_max_memory_mb: float = Field(
+        256.0, gt=0, description="Most memory, in MB, an uploaded table may take once "
+        "decompressed (estimated before it is loaded from its rows, column types and text "
+        "lengths).",
+    )
     max_question_chars: int = Field(
         4000, gt=0, description="Longest question accepted, in characters."
     )

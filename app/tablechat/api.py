@@ -12,7 +12,7 @@ from .core import TableChat
 from .demo import default_demo_path, demo_semantic_layer_path, ensure_demo
 from .errors import ConfigurationError
 from .semantic import SemanticLayer
-from .sql.database import Database, open_database
+from .sql.database import Database, ResultLimits, open_database
 
 
 def connect(
@@ -48,6 +48,7 @@ def connect(
             threads=cfg.threads,
             max_temp_directory_size=cfg.max_temp_directory_size,
             sample_values=cfg.sample_values,
+            limits=ResultLimits.from_settings(cfg),
         )
     semantic = _semantic_layer(cfg, db)
     offline = _offline_engine(db, semantic)

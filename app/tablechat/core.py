@@ -387,7 +387,7 @@ class TableChat:
         Raises :class:`UploadError` for a file too large (``upload_max_mb``), of another kind,
         malformed or binary, or when the database takes no uploads (not DuckDB).
         """
-        from .uploads import read_upload, reserved_words, table_name
+        from .uploads import UploadLimits, read_upload, reserved_words, table_name
 
         register = getattr(self.database, "register_table", None)
         if register is None:
@@ -395,7 +395,8 @@ class TableChat:
                 f"uploads need a DuckDB database; this one is {self.database.dialect}")
         if not session:
             raise UploadError("uploads need a session")
-        frame = read_upload(filename, source, max_mb=self.settings.upload_max_mb)
+        frame = read_upload(filename, source, max_mb=self.settings.upload_max_mb,
+                            limits=UploadLimits.from_settings(self.settings))
         taken = {t.lower() for t in self.database.snapshot().tables}
         name = table_name(filename, taken, reserved_words())
         info: TableInfo = register(session, name, frame)

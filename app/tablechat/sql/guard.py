@@ -26,6 +26,7 @@ from sqlglot.schema import MappingSchema
 from sqlglot.tokens import Tokenizer
 
 from ..errors import InvalidSQLError, UnsafeSQLError
+from .bounds import check_value_bounds
 from .functions import DENIED, FunctionPolicy
 from .limits import SQLLimits, too_deep
 from .nodes import FORBIDDEN_NODES
@@ -172,6 +173,9 @@ class SQLGuard:
     def _check(self, text: str, cap: int | None) -> CheckedSQL:
         tree, repaired = self._parse(text)
         refs = self._check_policy(tree, text)
+        # values one call builds (repeat, lpad, ...): neither the timeout nor memory_limit
+        # stops them inside DuckDB (issue 11, class 3)
+        check_value_bounds(tree, max_cell_bytes=self.limits.max_cell_bytes)
         tables = frozenset(t.name for t in refs.tables if t.name)
         limited = self._apply_limit(tree, cap)
         # generate what runs first: a column check by qualify rewrites the tree in place

@@ -33,6 +33,7 @@ class SQLLimits:
     max_nodes: int = 4_000
     max_depth: int = 100
     max_series_rows: int = 1_000_000
+    max_cell_bytes: int = 64 * 1024  # what one value may build (sql/bounds.py)
 
     @classmethod
     def from_settings(cls, settings: Any) -> SQLLimits:
@@ -43,6 +44,7 @@ class SQLLimits:
             max_nodes=settings.max_sql_nodes,
             max_depth=settings.max_sql_depth,
             max_series_rows=settings.max_series_rows,
+            max_cell_bytes=settings.result_max_cell_bytes,
         )
 
     def check_text(self, text: str) -> None:

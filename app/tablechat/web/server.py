@@ -23,15 +23,24 @@ from typing import Any
 
 import gradio as gr
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 
 from .. import _loop
 from ..core import TableChat
+from ..redact import scrub
+from ._asgi import error_body
 from .auth import AuthConfig, AuthMiddleware
+from .bodies import one_line
+from .health import HealthView
+from .limits import BodyLimitMiddleware, FailureLimiter
 from .metrics import Metrics
 from .openai_api import openai_router
 from .rest import rest_router
+from .sessions import ApiSessions, sweeping
 from .ui import CSS, build_ui
 
 UPLOAD_SLACK_MB = 1.0  # gradio refuses far larger uploads itself; ours says why for the rest
@@ -52,14 +61,29 @@ def create_app(tc: TableChat) -> FastAPI:
     """The whole server as an ASGI app. ``app.state.metrics`` holds its metrics."""
     from .. import __version__
 
-    auth = AuthConfig.from_settings(tc.settings)
+    settings = tc.settings
+    auth = AuthConfig.from_settings(settings)
     metrics = Metrics()
+    health = HealthView(tc, settings.health_ttl)
+    sessions = ApiSessions(tc, idle_seconds=settings.session_idle_minutes * 60,
+                           max_sessions=settings.max_api_sessions)
+    limiter = FailureLimiter(settings.auth_max_failures, settings.auth_failure_window)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> Any:
+        async with sweeping(sessions):
+            yield
+
     app = FastAPI(title="tablechat", version=__version__, docs_url="/api/docs",
-                  redoc_url=None, openapi_url="/api/openapi.json")
+                  redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan)
     app.state.metrics = metrics
     app.state.tablechat = tc
-    app.include_router(rest_router(tc, metrics))
-    app.include_router(openai_router(tc, metrics))
+    app.state.health = health
+    app.state.sessions = sessions
+    app.state.auth_limiter = limiter
+    _one_line_errors(app)
+    app.include_router(rest_router(tc, metrics, health, sessions))
+    app.include_router(openai_router(tc, metrics, sessions))
     blocks = build_ui(tc, metrics)
     _calm_queue(blocks)
     max_mb = tc.settings.upload_max_mb + UPLOAD_SLACK_MB
@@ -83,12 +107,42 @@ def create_app(tc: TableChat) -> FastAPI:
                 return tokens[token]
         return None
 
-    app.add_middleware(AuthMiddleware, auth=auth, gradio_user=gradio_user)
+    json_limit = settings.max_body_kb * 1024
+    upload_limit = int((settings.upload_max_mb + UPLOAD_SLACK_MB) * 1024 * 1024)
+
+    def body_limit(path: str) -> int | None:
+        if path == "/api/upload":
+            return upload_limit
+        return json_limit if path.startswith(("/api/", "/v1/")) else None
+
+    # added last, so it runs first: credentials before anything reads a body
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(AuthMiddleware, auth=auth, gradio_user=gradio_user, limiter=limiter)
     # a browser tab's heartbeat stream only ends when Gradio's stop event is set
     stop_event = getattr(gradio_app, "stop_event", None)
     app.state.end_streams = [stop_event.set] if stop_event is not None else []
     threading.Thread(target=_warm_up, args=(tc,), name="tablechat-warm-up", daemon=True).start()
     return app
+
+
+def _one_line_errors(app: FastAPI) -> None:
+    """FastAPI's own refusals (a query parameter of the wrong type, a body that does not
+    parse) as one line in the route's error shape, never a list echoing the input."""
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        message = one_line(exc) if isinstance(exc, RequestValidationError) else "invalid request"
+        return JSONResponse(error_body(request.url.path, scrub(message), "BadBodyError"),
+                            status_code=400)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        headers = getattr(exc, "headers", None)
+        return JSONResponse(error_body(request.url.path, scrub(str(detail)), "HTTPError"),
+                            status_code=status, headers=headers)
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
 
 
 def _calm_queue(blocks: gr.Blocks) -> None:

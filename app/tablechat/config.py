@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         "TABLECHAT_UPLOAD_MAX_MB plus 1 MB); larger bodies are answered 413.",
     )
     session_idle_minutes: float = Field(
-        30.0, ge=0, description="Minutes an API session (POST /api/sessions) lives without "
+        30.0, gt=0, description="Minutes an API session (POST /api/sessions) lives without "
         "use; then its uploads are dropped.",
     )
     max_api_sessions: int = Field(

@@ -69,6 +69,11 @@ class HealthView:
         self._at = 0.0
         self._flight: concurrent.futures.Future[dict[str, Any]] | None = None
 
+    def start(self) -> None:
+        """Check now, in the background (the server's start-up: so the first /healthz
+        finds a result, or at least a check under way)."""
+        self._refresh()
+
     def _refresh(self) -> concurrent.futures.Future[dict[str, Any]] | None:
         """Start a probe when the cache is empty or stale and none is in flight (never
         blocks); the probe in flight, if any."""

@@ -71,6 +71,7 @@ def create_app(tc: TableChat) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
+        health.start()
         async with sweeping(sessions):
             yield
 

@@ -115,7 +115,7 @@ def test_concurrent_healthz_make_one_probe_and_starve_nothing(demo_db: Path,
         tc.close()
 
 
-def test_no_credential_leaves_in_health(demo_db: Path, silent: SilentLLM) -> None:
+def test_no_credential_leaves_in_health_events_or_answers(demo_db: Path, silent: SilentLLM) -> None:
     url = f"http://tc:{SECRET}@127.0.0.1:{silent.port}/v1?api_key={SECRET}"
     tc = tablechat.connect(demo_db, llm=url, llm_connect_timeout=120, health_ttl=3600)
     server = LiveServer(tc).start(ready="/api/schema")
@@ -128,8 +128,18 @@ def test_no_credential_leaves_in_health(demo_db: Path, silent: SilentLLM) -> Non
         detail = httpx.get(f"{server.url}/api/health", timeout=60)
         assert detail.json()["llm"]["url"] == (f"http://***@127.0.0.1:{silent.port}/v1"
                                                "?api_key=***")
-        for r in (public, detail):
-            assert SECRET not in r.text
+        # nor in what a question's fallback says about the LLM (status event, answer text)
+        question = {"question": "How many customers are there?"}
+        asked = httpx.post(f"{server.url}/api/ask", json=question, timeout=60)
+        streamed = httpx.post(f"{server.url}/api/ask", json=question, timeout=60,
+                              headers={"Accept": "text/event-stream"})
+        chat = httpx.post(f"{server.url}/v1/chat/completions", timeout=60, json={
+            "model": "tablechat", "messages": [{"role": "user", "content": question[
+                "question"]}]})
+        assert "unreachable" in asked.json()["text"] and "event: status" in streamed.text
+        assert f"http://***@127.0.0.1:{silent.port}/v1" in streamed.text
+        for r in (public, detail, asked, streamed, chat):
+            assert r.status_code == 200 and SECRET not in r.text
     finally:
         server.stop()
         tc.close()

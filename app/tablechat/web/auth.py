@@ -47,6 +47,7 @@ PRINCIPAL_KEY = "tablechat.principal"
 
 LOGIN_ROUTES = ("/login", "/login/")
 MAX_LOGIN_BODY = 16 * 1024
+MAX_USER_CHARS = 256
 
 
 def _digest(secret: str) -> bytes:
@@ -224,7 +225,7 @@ class AuthMiddleware:
 
         await self.app(scope, replay, watched)
         if status == 200 and user:
-            self.limiter.forget(f"user:{user}")
+            self.limiter.forget(keys[-1])
         elif 400 <= status < 500:
             self.limiter.fail(*keys)
 
@@ -242,7 +243,8 @@ async def _form_user(scope: Scope, receive: Any) -> str | None:
 def _keys(scope: Scope, user: str | None) -> tuple[str, ...]:
     client = scope.get("client")
     address = f"ip:{client[0]}" if client else "ip:?"
-    return (address, f"user:{user}") if user else (address,)
+    # a user name is as long as the client likes: remember a bounded form of it
+    return (address, f"user:{user[:MAX_USER_CHARS]}") if user else (address,)
 
 
 async def _too_many(scope: Scope, send: Any, path: str, wait: int) -> None:

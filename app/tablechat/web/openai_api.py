@@ -25,7 +25,7 @@ from ..redact import scrub
 from .auth import principal_of
 from .bodies import BadBodyError, ChatBody, validate
 from .metrics import Metrics
-from .rest import SSE_HEADERS, dumps, jsonable, open_stream, outward, read_json
+from .rest import SSE_HEADERS, dumps, jsonable, open_stream, read_json
 from .sessions import ApiSessions, SessionError
 
 MODEL_ID = "tablechat"
@@ -157,7 +157,7 @@ def openai_router(tc: TableChat, metrics: Metrics, sessions: ApiSessions) -> API
                 media_type="text/event-stream", headers=SSE_HEADERS)
         answer = Answer(question=question)
         async for event in stream:
-            answer.apply(outward(event))
+            answer.apply(event)
         return JSONResponse({
             "id": cid, "object": "chat.completion", "created": now, "model": model,
             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
@@ -184,7 +184,7 @@ async def _chunks(stream: AsyncIterator[ev.Event], question: str, usage: Usage, 
     streamed = False
     yield chunk({"role": "assistant", "content": ""})
     async for event in stream:
-        answer.apply(outward(event))
+        answer.apply(event)
         # tokens as they come; a whole answer only when no tokens came before it
         text = event.text if isinstance(event, ev.Token) or (
             isinstance(event, ev.AnswerText) and not streamed) else ""

@@ -25,7 +25,7 @@ from .. import events as ev
 from ..answer import Answer, Usage
 from ..core import TableChat
 from ..errors import BadQuestionError, UploadError
-from ..redact import scrub
+from ..redact import redact_url, scrub
 from .auth import principal_of
 from .bodies import MAX_SESSION_CHARS, AskBody, BadBodyError, parse_json, validate
 from .browse import columns_frame, tables_frame
@@ -94,32 +94,45 @@ async def open_stream(
     tc: TableChat, metrics: Metrics, front: str, question: Any, history: Any,
     session: str | None, usage: Usage, *, tokens: bool = True,
 ) -> AsyncIterator[ev.Event]:
-    """The question's events, metered. Bad input raises BadQuestionError here, before any
-    response starts (and is not counted as a question). ``tokens=False`` for a caller that
+    """The question's events, metered and fit to leave the process (:func:`outward`). Bad
+    input raises BadQuestionError here, before any response starts (and is not counted as a
+    question). ``tokens=False`` for a caller that
     sends nothing before the answer is whole: the sentence is one model reply, not a stream."""
     raw = tc.stream(question, history, session=session, usage=usage, tokens=tokens)
     first = await anext(aiter(raw))
 
+    url = tc.settings.llm_url
+
     async def chained() -> AsyncIterator[ev.Event]:
-        yield first
+        yield outward(first, url)
         async for event in raw:
-            yield event
+            yield outward(event, url)
 
     return metrics.meter(chained(), front, usage)
 
 
-def outward(event: ev.Event) -> ev.Event:
-    """``event`` fit to leave the process: status and error texts scrubbed of credentials
-    in URLs and of server paths (a DuckDB error may name its secrets directory)."""
+def outward(event: ev.Event, llm_url: str | None = None) -> ev.Event:
+    """``event`` fit to leave the process: the LLM's URL (``llm_url``) shown without
+    credentials wherever it appears (the fallback status and answer name it), and status and
+    error texts scrubbed of credentials in URLs and of server paths (a DuckDB error may name
+    its secrets directory). Answer texts are not scrubbed: a path there may be the data's."""
+    def clean(text: str, *, scrubbed: bool) -> str:
+        if llm_url and llm_url in text:
+            text = text.replace(llm_url, redact_url(llm_url) or "")
+        return scrub(text) if scrubbed else text
+
+    if isinstance(event, ev.AnswerText):
+        text = clean(event.text, scrubbed=False)
+        return event if text == event.text else dataclasses.replace(event, text=text)
     if isinstance(event, ev.Status | ev.Error) and event.message:
-        cleaned = scrub(event.message)
-        if cleaned != event.message:
-            return dataclasses.replace(event, message=cleaned)
+        message = clean(event.message, scrubbed=True)
+        return event if message == event.message else dataclasses.replace(event,
+                                                                          message=message)
     return event
 
 
 def sse(event: ev.Event) -> str:
-    return f"event: {event.kind}\ndata: {dumps(outward(event).to_dict())}\n\n"
+    return f"event: {event.kind}\ndata: {dumps(event.to_dict())}\n\n"
 
 
 def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
@@ -170,7 +183,7 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
                                      headers=SSE_HEADERS)
         answer = Answer(question=body.question or "")
         async for event in stream:
-            answer.apply(outward(event))
+            answer.apply(event)
         data = answer.to_dict()
         data["error_type"] = answer.error_type
         data["usage"] = {"llm_calls": usage.llm_calls, "prompt_tokens": usage.prompt_tokens,

@@ -136,11 +136,13 @@ class AuthMiddleware:
 
     def __init__(self, app: ASGIApp, auth: AuthConfig,
                  gradio_user: Callable[[dict[str, str]], str | None],
-                 limiter: FailureLimiter | None = None) -> None:
+                 limiter: FailureLimiter | None = None,
+                 on_refusal: Callable[[str], None] | None = None) -> None:
         self.app = app
         self.auth = auth
         self.gradio_user = gradio_user
         self.limiter = limiter or FailureLimiter(10, 300.0)
+        self.on_refusal = on_refusal or (lambda reason: None)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -163,11 +165,13 @@ class AuthMiddleware:
         if authorization.strip():
             wait = self.limiter.retry_after(*keys)
             if wait is not None:
+                self.on_refusal("limited")
                 await _too_many(scope, send, path, wait)
                 return
         principal = self.auth.principal(authorization)
         if principal is None and authorization.strip():
             self.limiter.fail(*keys)
+            self.on_refusal("wrong")
         is_api = path.startswith(API_PREFIXES) or path == "/metrics"
         if principal is None and not is_api:
             if path in LOGIN_PATHS or path.startswith(LOGIN_PREFIXES):
@@ -176,6 +180,8 @@ class AuthMiddleware:
             user = self.gradio_user(_cookies(headers))
             principal = f"user-{user}" if user else None
         if principal is None:
+            if not authorization.strip():
+                self.on_refusal("missing")
             await _refuse(scope, send, path)
             return
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
@@ -213,6 +219,7 @@ class AuthMiddleware:
         keys = _keys(scope, user)
         wait = self.limiter.retry_after(*keys)
         if wait is not None:
+            self.on_refusal("limited")
             await _too_many(scope, send, "/login", wait)
             return
         status = 0
@@ -228,6 +235,7 @@ class AuthMiddleware:
             self.limiter.forget(keys[-1])
         elif 400 <= status < 500:
             self.limiter.fail(*keys)
+            self.on_refusal("wrong")
 
 
 async def _form_user(scope: Scope, receive: Any) -> str | None:

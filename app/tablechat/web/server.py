@@ -118,7 +118,8 @@ def create_app(tc: TableChat) -> FastAPI:
 
     # added last, so it runs first: credentials before anything reads a body
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
-    app.add_middleware(AuthMiddleware, auth=auth, gradio_user=gradio_user, limiter=limiter)
+    app.add_middleware(AuthMiddleware, auth=auth, gradio_user=gradio_user, limiter=limiter,
+                       on_refusal=metrics.auth_refused)
     # a browser tab's heartbeat stream only ends when Gradio's stop event is set
     stop_event = getattr(gradio_app, "stop_event", None)
     app.state.end_streams = [stop_event.set] if stop_event is not None else []

@@ -139,4 +139,5 @@ class ChatBody(BaseModel):
     model: StrictStr | None = Field(None, max_length=MAX_SESSION_CHARS)
     stream: StrictBool | None = None
     stream_options: dict[str, Any] | None = None
-    user: StrictStr | None = Field(None, max_length=MAX_SESSION_CHARS)
+    # an end-user id to OpenAI clients, a session here only when it is one (openai_api.py)
+    user: StrictStr | None = Field(None, max_length=1000)

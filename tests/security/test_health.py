@@ -56,6 +56,11 @@ class SilentLLM:
         with self._cond:
             assert self._cond.wait_for(lambda: self.accepted >= n, timeout=60), self.accepted
 
+    def hang(self) -> None:
+        """Hold connections again (after :meth:`release`)."""
+        with self._cond:
+            self._released = False
+
     def release(self) -> None:
         with self._cond:
             self._released = True
@@ -155,12 +160,9 @@ def test_a_stale_result_is_served_while_one_refresh_runs(demo_db: Path,
         silent.release()  # the first probe fails at once: a result to cache
         assert httpx.get(f"{server.url}/healthz", timeout=60).status_code == 200
         assert health.probes == 1
-        now = [1e6]
-        health.clock = lambda: now[0]
-        health._at = now[0]
-        now[0] += 6  # past the TTL: the next call starts one refresh and does not wait for it
-        with silent._cond:
-            silent._released = False  # the refresh hangs
+        real = health.clock
+        health.clock = lambda: real() + 6  # past the TTL: the next call starts one refresh
+        silent.hang()  # and the refresh hangs: no call may wait for it
         replies = [httpx.get(f"{server.url}/healthz", timeout=60) for _ in range(10)]
         assert {r.status_code for r in replies} == {200}
         assert health.probes == 2 and health.waiting == 0

@@ -23,7 +23,9 @@ USER, PASSWORD = "ana", "s3cret:with:colons"
 
 @pytest.fixture(scope="module")
 def server(demo_db: Path) -> Iterator[LiveServer]:
-    tc = tablechat.connect(demo_db, llm=ScriptedChatModel(),
+    # every route below is tried with a wrong key: more failures than the brute-force limit
+    # allows by default (tests/security/test_bruteforce.py tests that limit)
+    tc = tablechat.connect(demo_db, llm=ScriptedChatModel(), auth_max_failures=1000,
                            auth=f"{USER}:{PASSWORD},bo:pw2", api_keys=f"{KEY}, other-key")
     live = LiveServer(tc).start()
     yield live
@@ -33,9 +35,11 @@ def server(demo_db: Path) -> Iterator[LiveServer]:
 BEARER = {"Authorization": f"Bearer {KEY}"}
 ROUTES = [
     ("POST", "/api/ask", {"json": {"question": "Which regions?"}}),
-    ("POST", "/api/upload", {"data": {"session": "s"}, "files": {"file": ("a.csv", b"a\n1\n")}}),
+    ("POST", "/api/upload", {"files": {"file": ("a.csv", b"a\n1\n")}}),
     ("GET", "/api/schema", {}),
+    ("POST", "/api/sessions", {}),
     ("DELETE", "/api/sessions/s", {}),
+    ("GET", "/api/health", {}),
     ("GET", "/api/docs", {}),
     ("GET", "/api/openapi.json", {}),
     ("GET", "/v1/models", {}),
@@ -76,7 +80,9 @@ def test_every_route_refuses_without_credentials(server: LiveServer, method: str
 def test_api_routes_accept_a_bearer_key(server: LiveServer, method: str, path: str,
                                         kwargs: dict) -> None:
     r = httpx.request(method, server.url + path, timeout=60, headers=BEARER, **kwargs)
-    assert r.status_code in (200, 204), (r.status_code, r.text[:200])
+    # past auth; a session never handed out is unknown to the key holder too
+    expected = (404,) if path == "/api/sessions/s" else (200, 201, 204)
+    assert r.status_code in expected, (r.status_code, r.text[:200])
 
 
 def test_api_accepts_the_ui_users_as_basic_auth(server: LiveServer) -> None:
@@ -92,6 +98,7 @@ def test_api_accepts_the_ui_users_as_basic_auth(server: LiveServer) -> None:
 def test_healthz_stays_open(server: LiveServer) -> None:
     r = httpx.get(f"{server.url}/healthz")
     assert r.status_code == 200 and r.json()["database"]["ok"]
+    assert "name" not in r.json()["database"], "the details are behind auth (/api/health)"
 
 
 def test_the_page_is_the_login_form_until_logged_in(server: LiveServer) -> None:
@@ -109,11 +116,12 @@ def test_the_page_is_the_login_form_until_logged_in(server: LiveServer) -> None:
         assert web.get("/metrics").status_code == 401, "a UI login is not an API key"
 
 
-def test_an_api_key_also_logs_into_the_ui(server: LiveServer) -> None:
+def test_an_api_key_is_not_a_ui_password(server: LiveServer) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as web:
-        assert web.post("/login", data={"username": "anyone", "password": KEY}
-                        ).status_code == 200
-        assert web.get("/config").status_code == 200
+        for user in ("anyone", USER, "bo"):
+            assert web.post("/login", data={"username": user, "password": KEY}
+                            ).status_code == 400
+        assert web.get("/config").status_code == 401
 
 
 def test_gradio_client_and_openai_client_with_credentials(server: LiveServer) -> None:
@@ -130,15 +138,19 @@ def test_gradio_client_and_openai_client_with_credentials(server: LiveServer) ->
                       max_retries=0).models.list()
 
 
-def test_api_sessions_are_namespaced_by_key(server: LiveServer) -> None:
+def test_api_sessions_are_bound_to_their_key(server: LiveServer) -> None:
     other = {"Authorization": "Bearer other-key"}
-    r = httpx.post(f"{server.url}/api/upload", headers=BEARER, data={"session": "shared"},
+    r = httpx.post(f"{server.url}/api/upload", headers=BEARER,
                    files={"file": ("pets.csv", b"name,age\nrex,3\n")}, timeout=30)
     assert r.status_code == 200
-    mine = httpx.get(f"{server.url}/api/schema", params={"session": "shared"}, headers=BEARER)
-    theirs = httpx.get(f"{server.url}/api/schema", params={"session": "shared"}, headers=other)
+    sid = r.json()["session"]
+    mine = httpx.get(f"{server.url}/api/schema", params={"session": sid}, headers=BEARER)
+    theirs = httpx.get(f"{server.url}/api/schema", params={"session": sid}, headers=other)
     assert "pets" in [t["table"] for t in mine.json()["tables"]]
-    assert "pets" not in [t["table"] for t in theirs.json()["tables"]]
+    assert theirs.status_code == 404
+    assert httpx.delete(f"{server.url}/api/sessions/{sid}", headers=other).status_code == 404
+    assert httpx.get(f"{server.url}/api/schema", params={"session": sid},
+                     headers=BEARER).status_code == 200, "the other key could not end it"
 
 
 @pytest.mark.parametrize("auth", ["nopassword", "user:", ":pw", "a:b,c"])

@@ -114,8 +114,9 @@ def test_concurrent_api_sessions_never_see_each_other(demo_db: Path) -> None:
     tc = tablechat.connect(demo_db, llm=ScriptedChatModel(delay=0.05))
     sessions = [f"s{i}" for i in range(8)]
 
-    def one(i: int, session: str, url: str) -> list[list[Any]]:
+    def one(i: int, _name: str, url: str) -> list[list[Any]]:
         with httpx.Client(base_url=url, timeout=60) as http:
+            session = http.post("/api/sessions").json()["session"]
             data = "name\n" + "".join(f"pet{j}\n" for j in range(i + 1))
             up = http.post("/api/upload", data={"session": session},
                            files={"file": ("pets.csv", data.encode(), "text/csv")})

@@ -82,7 +82,7 @@ def test_ask_takes_history_with_sql_for_follow_ups(http: httpx.Client) -> None:
     ({"question": ""}, "empty"),
     ({"question": "   "}, "empty"),
     ({"question": "x" * 100_000}, "too long"),
-    ({"question": 42}, "must be text"),
+    ({"question": 42}, "question: Input should be a valid string"),
     ({}, "must be text"),
     ({"question": "Revenue by region", "history": "nope"}, "history"),
     ({"question": "Revenue by region", "session": "s" * 500}, "session"),
@@ -99,7 +99,9 @@ def test_bad_questions_are_400_with_a_clear_message(http: httpx.Client, body: di
 def test_a_body_that_is_not_json_is_400(http: httpx.Client) -> None:
     r = http.post("/api/ask", content=b"\x00\xff not json",
                   headers={"content-type": "application/json"})
-    assert r.status_code == 400 and "JSON" in r.json()["error"]
+    assert r.status_code == 400 and "UTF-8" in r.json()["error"]
+    r = http.post("/api/ask", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
     assert http.post("/api/ask", json=["a list"]).status_code == 400
 
 
@@ -114,21 +116,25 @@ def test_unsafe_generated_sql_ends_in_an_error_not_a_write(http: httpx.Client,
 
 # --- uploads and sessions over REST ---------------------------------------------------------
 def test_api_uploads_belong_to_one_session(http: httpx.Client) -> None:
-    r = http.post("/api/upload", data={"session": "alice"},
+    r = http.post("/api/upload",
                   files={"file": ("pets.csv", b"name,age\nrex,3\nfido,5\n", "text/csv")})
     assert r.status_code == 200, r.text
     assert r.json()["table"] == "pets" and r.json()["rows"] == 2
+    alice = r.json()["session"]
+    assert len(alice) >= 32, "an upload without a session gets a new, unguessable one"
+    bob = http.post("/api/sessions").json()["session"]
     ask = {"question": "How many rows are in pets?"}
-    assert http.post("/api/ask", json={**ask, "session": "alice"}).json()["rows"] == [[2]]
-    other = http.post("/api/ask", json={**ask, "session": "bob"}).json()
+    assert http.post("/api/ask", json={**ask, "session": alice}).json()["rows"] == [[2]]
+    other = http.post("/api/ask", json={**ask, "session": bob}).json()
     assert other["rows"] == [] and "pets" in other["error"]
     assert http.post("/api/ask", json=ask).json()["rows"] == []
-    tables = [t["table"] for t in http.get("/api/schema", params={"session": "alice"})
+    tables = [t["table"] for t in http.get("/api/schema", params={"session": alice})
               .json()["tables"]]
     assert "pets" in tables
     assert "pets" not in [t["table"] for t in http.get("/api/schema").json()["tables"]]
-    assert http.delete("/api/sessions/alice").status_code == 204
-    assert http.post("/api/ask", json={**ask, "session": "alice"}).json()["rows"] == []
+    assert http.delete(f"/api/sessions/{alice}").status_code == 204
+    gone = http.post("/api/ask", json={**ask, "session": alice})
+    assert gone.status_code == 404 and "unknown or expired session" in gone.json()["error"]
 
 
 @pytest.mark.parametrize(("name", "data", "status", "message"), [
@@ -139,7 +145,7 @@ def test_api_uploads_belong_to_one_session(http: httpx.Client) -> None:
 ])
 def test_bad_api_uploads_are_refused(http: httpx.Client, name: str, data: bytes, status: int,
                                      message: str) -> None:
-    r = http.post("/api/upload", data={"session": "s"}, files={"file": (name, data)})
+    r = http.post("/api/upload", files={"file": (name, data)})
     assert r.status_code == status and message in r.json()["error"]
     assert http.get("/healthz").status_code == 200
 
@@ -203,6 +209,8 @@ def test_openai_bad_requests_raise_bad_request(client: openai.OpenAI, messages: 
 def test_healthz_reports_database_and_llm(http: httpx.Client) -> None:
     body = http.get("/healthz").json()
     assert body["database"]["ok"] and body["llm"]["configured"] and body["engine"] == "llm"
+    detail = http.get("/api/health").json()
+    assert detail["database"]["name"] == "demo" and detail["llm"]["model"] == "ScriptedChatModel"
 
 
 def test_metrics_are_prometheus_text(http: httpx.Client) -> None:

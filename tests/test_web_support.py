@@ -164,7 +164,9 @@ class LiveServer:
     def metrics(self) -> Any:
         return self.app.state.metrics
 
-    def start(self) -> LiveServer:
+    def start(self, ready: str = "/healthz") -> LiveServer:
+        """Serve; return once ``ready`` answers 200 (``/healthz`` waits for the first check
+        of the LLM: a test with an LLM that never answers waits on another route)."""
         future = self.server.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -173,7 +175,7 @@ class LiveServer:
                 raise RuntimeError("the server stopped while starting")
             if self.server.started:
                 try:
-                    if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    if httpx.get(f"{self.url}{ready}", timeout=2).status_code == 200:
                         return self
                 except httpx.HTTPError:
                     pass

@@ -197,6 +197,31 @@ class Settings(BaseSettings):
         2000, gt=0, description="Tokens the result table may take in the answer prompt.",
     )
 
+    # --- web layer limits (docs/security.md) ---
+    health_ttl: float = Field(
+        10.0, ge=0, description="Seconds /healthz and /api/health reuse their last check of "
+        "the database and the LLM server; at most one check runs at a time.",
+    )
+    auth_max_failures: int = Field(
+        10, gt=0, description="Failed logins or API credentials allowed per client address, "
+        "and per user name, within TABLECHAT_AUTH_FAILURE_WINDOW; more are answered 429.",
+    )
+    auth_failure_window: float = Field(
+        300.0, gt=0, description="Seconds a failed login or API credential counts against its "
+        "client address and user name.",
+    )
+    max_body_kb: int = Field(
+        1024, gt=0, description="Largest request body /api and /v1 accept, in KB (uploads: "
+        "TABLECHAT_UPLOAD_MAX_MB plus 1 MB); larger bodies are answered 413.",
+    )
+    session_idle_minutes: float = Field(
+        30.0, gt=0, description="Minutes an API session (POST /api/sessions) lives without "
+        "use; then its uploads are dropped.",
+    )
+    max_api_sessions: int = Field(
+        1000, gt=0, description="API sessions open at once; more are answered 429.",
+    )
+
     @field_validator(
         "database",
         "llm_url",

@@ -3,11 +3,19 @@
 - ``TABLECHAT_AUTH`` (``user:password`` pairs, comma-separated): the UI's login page (Gradio's
   auth). The API also takes these pairs as HTTP Basic credentials.
 - ``TABLECHAT_API_KEYS`` (comma-separated tokens): ``Authorization: Bearer <token>`` for the
-  API (``/api/*``, ``/v1/*``, ``/metrics``). A key also logs into the UI as a password.
+  API (``/api/*``, ``/v1/*``, ``/metrics``). A key is not a UI password: it would make every
+  user name a login, and a leaked key a UI session.
 
 When either is set, every route except ``/healthz`` (and the login page with its static
 assets) answers 401 without credentials. Gradio checks its own cookie on most of its routes;
 this middleware also closes the ones it leaves open (streams, cancel, heartbeat, ...).
+
+Failed logins and failed API credentials count against the client's address and the user name
+(``TABLECHAT_AUTH_MAX_FAILURES`` per ``TABLECHAT_AUTH_FAILURE_WINDOW`` seconds); past that the
+client gets 429 with ``Retry-After`` before its credentials are even looked at (issue 11,
+class 8: 300 wrong logins went through in 0.5 s). Secrets are compared as SHA-256 digests with
+``hmac.compare_digest``, every configured one every time, so neither the length of a secret
+nor which one matched, nor whether a user exists, shows in the time taken.
 """
 
 from __future__ import annotations
@@ -15,19 +23,18 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
-import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
+from starlette.requests import Request
+
 from ..config import Settings
 from ..errors import ConfigurationError
-
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
-                   Awaitable[None]]
+from ._asgi import ASGIApp, Scope, error_body, send_json
+from .limits import FailureLimiter
 
 OPEN_PATHS = ("/healthz",)
 API_PREFIXES = ("/api/", "/v1/", "/metrics")
@@ -38,8 +45,18 @@ LOGIN_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon", "/gradio_api/
 PRINCIPAL_KEY = "tablechat.principal"
 
 
+LOGIN_ROUTES = ("/login", "/login/")
+MAX_LOGIN_BODY = 16 * 1024
+MAX_USER_CHARS = 256
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
 def _same(a: str, b: str) -> bool:
-    return secrets.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+    """Equal, in time independent of where they differ and of their lengths."""
+    return hmac.compare_digest(_digest(a), _digest(b))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,28 +84,46 @@ class AuthConfig:
         return bool(self.users or self.keys)
 
     def login(self, username: str, password: str) -> bool:
-        """Gradio's login form: a user's password, or an API key (any user name)."""
+        """Gradio's login form: a configured user and that user's password. Never an API key.
+        An unknown user costs the same comparison as a known one."""
         expected = self.users.get(username)
-        if expected is not None and _same(password, expected):
-            return True
-        return any(_same(password, key) for key in self.keys)
+        matched = _same(password, expected if expected is not None else "\0unknown user")
+        return matched and expected is not None
+
+    def key_matches(self, token: str) -> bool:
+        """``token`` is one of the API keys (each compared, whichever matches)."""
+        found = False
+        for key in self.keys:
+            found |= _same(token, key)
+        return found
 
     def principal(self, authorization: str) -> str | None:
         """Who an Authorization header names (hashed key or user name), or None."""
         scheme, _, value = authorization.strip().partition(" ")
         value = value.strip()
         if scheme.lower() == "bearer" and value:
-            if any(_same(value, key) for key in self.keys):
-                return "key-" + hashlib.sha256(value.encode()).hexdigest()[:12]
+            if self.key_matches(value):
+                return "key-" + _digest(value).hex()[:12]
         elif scheme.lower() == "basic" and value:
-            try:
-                user, _, password = base64.b64decode(value).decode("utf-8").partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                return None
-            expected = self.users.get(user)
-            if expected is not None and _same(password, expected):
+            user, password = basic_credentials(value)
+            if user is not None and self.login(user, password):
                 return "user-" + user
         return None
+
+
+def basic_credentials(value: str) -> tuple[str | None, str]:
+    """(user, password) of HTTP Basic credentials; (None, "") when they do not decode."""
+    try:
+        user, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None, ""
+    return user, password
+
+
+def claimed_user(authorization: str) -> str | None:
+    """The user name an Authorization header claims (Basic only), right or wrong."""
+    scheme, _, value = authorization.strip().partition(" ")
+    return basic_credentials(value.strip())[0] if scheme.lower() == "basic" else None
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -96,13 +131,18 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 class AuthMiddleware:
-    """ASGI middleware in front of everything (SSE-safe: it never touches bodies)."""
+    """ASGI middleware in front of everything (SSE-safe: it never touches response bodies).
+    Failed credentials count in ``limiter``; the login form's outcome too."""
 
     def __init__(self, app: ASGIApp, auth: AuthConfig,
-                 gradio_user: Callable[[dict[str, str]], str | None]) -> None:
+                 gradio_user: Callable[[dict[str, str]], str | None],
+                 limiter: FailureLimiter | None = None,
+                 on_refusal: Callable[[str], None] | None = None) -> None:
         self.app = app
         self.auth = auth
         self.gradio_user = gradio_user
+        self.limiter = limiter or FailureLimiter(10, 300.0)
+        self.on_refusal = on_refusal or (lambda reason: None)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -117,7 +157,21 @@ class AuthMiddleware:
         if path in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        principal = self.auth.principal(headers.get("authorization", ""))
+        if path in LOGIN_ROUTES and scope.get("method") == "POST":
+            await self._login(scope, receive, send)
+            return
+        authorization = headers.get("authorization", "")
+        keys = _keys(scope, claimed_user(authorization))
+        if authorization.strip():
+            wait = self.limiter.retry_after(*keys)
+            if wait is not None:
+                self.on_refusal("limited")
+                await _too_many(scope, send, path, wait)
+                return
+        principal = self.auth.principal(authorization)
+        if principal is None and authorization.strip():
+            self.limiter.fail(*keys)
+            self.on_refusal("wrong")
         is_api = path.startswith(API_PREFIXES) or path == "/metrics"
         if principal is None and not is_api:
             if path in LOGIN_PATHS or path.startswith(LOGIN_PREFIXES):
@@ -126,10 +180,89 @@ class AuthMiddleware:
             user = self.gradio_user(_cookies(headers))
             principal = f"user-{user}" if user else None
         if principal is None:
+            if not authorization.strip():
+                self.on_refusal("missing")
             await _refuse(scope, send, path)
             return
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
         await self.app(scope, receive, send)
+
+    async def _login(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Gradio's login form, limited: read the (small) form for the user name, refuse a
+        blocked address or user with 429, else hand the same bytes to Gradio and count its
+        answer (200: logged in, 400: wrong)."""
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = bool(message.get("more_body"))
+            if size > MAX_LOGIN_BODY:
+                await send_json(send, 413, {"detail": "the login form is too large"})
+                return
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        user = await _form_user(scope, replay)
+        replayed = False
+        keys = _keys(scope, user)
+        wait = self.limiter.retry_after(*keys)
+        if wait is not None:
+            self.on_refusal("limited")
+            await _too_many(scope, send, "/login", wait)
+            return
+        status = 0
+
+        async def watched(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, replay, watched)
+        if status == 200 and user:
+            self.limiter.forget(keys[-1])
+        elif 400 <= status < 500:
+            self.limiter.fail(*keys)
+            self.on_refusal("wrong")
+
+
+async def _form_user(scope: Scope, receive: Any) -> str | None:
+    """The user name of a login form (URL-encoded or multipart), as Gradio reads it."""
+    try:
+        async with Request(scope, receive).form(max_files=0, max_fields=8) as form:
+            value = form.get("username")
+    except Exception:  # a form that does not parse names no user; Gradio says why
+        return None
+    return value.strip() if isinstance(value, str) else None
+
+
+def _keys(scope: Scope, user: str | None) -> tuple[str, ...]:
+    client = scope.get("client")
+    address = f"ip:{client[0]}" if client else "ip:?"
+    # a user name is as long as the client likes: remember a bounded form of it
+    return (address, f"user:{user[:MAX_USER_CHARS]}") if user else (address,)
+
+
+async def _too_many(scope: Scope, send: Any, path: str, wait: int) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    message = f"too many failed attempts: try again in {wait} s"
+    body = error_body(path, message, "TooManyFailures", "rate_limit_exceeded",
+                      oai_type="rate_limit_error")
+    await send_json(send, 429, body, [(b"retry-after", str(wait).encode())])
 
 
 def _cookies(headers: dict[str, str]) -> dict[str, str]:
@@ -146,18 +279,10 @@ async def _refuse(scope: Scope, send: Any, path: str) -> None:
         await send({"type": "websocket.close", "code": 1008})
         return
     message = "authentication required: send Authorization: Bearer <API key>"
-    if path.startswith("/v1/"):
-        body: dict[str, Any] = {"error": {"message": message, "type": "invalid_request_error",
-                                          "code": "invalid_api_key", "param": None}}
-    elif path.startswith("/api/") or path == "/metrics":
-        body = {"error": message, "error_type": "Unauthorized"}
-    else:
+    body = error_body(path, message, "Unauthorized", "invalid_api_key")
+    if "detail" in body:
         body = {"detail": "Not authenticated"}
-    data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": 401, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-        (b"www-authenticate", b'Bearer realm="tablechat"')]})
-    await send({"type": "http.response.body", "body": data})
+    await send_json(send, 401, body, [(b"www-authenticate", b'Bearer realm="tablechat"')])
 
 
 def principal_of(scope: Scope) -> str:

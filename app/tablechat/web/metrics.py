@@ -143,6 +143,9 @@ class Metrics:
         r.declare("tablechat_bad_requests_total",
                   "Requests refused before answering (empty or too long question, bad body), "
                   "by front end.", "counter")
+        r.declare("tablechat_auth_refusals_total",
+                  "Requests refused by auth, by reason (missing, wrong, limited: too many "
+                  "failures from the address or for the user).", "counter")
         self.registry.set("tablechat_questions_in_flight", 0)
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -192,6 +195,10 @@ class Metrics:
 
     def bad_request(self, front: str) -> None:
         self.registry.inc("tablechat_bad_requests_total", front=front)
+
+    def auth_refused(self, reason: str) -> None:
+        """Count a request auth refused: ``missing``, ``wrong`` or ``limited``."""
+        self.registry.inc("tablechat_auth_refusals_total", reason=reason)
 
     def sql_run(self, outcome: str) -> None:
         self.registry.inc("tablechat_sql_runs_total", outcome=outcome)

@@ -8,7 +8,6 @@ is also in the non-standard ``tablechat`` field of a non-streamed reply.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -22,16 +21,24 @@ from .. import events as ev
 from ..answer import Answer, Usage
 from ..core import TableChat
 from ..errors import BadQuestionError
+from ..redact import scrub
+from .auth import principal_of
+from .bodies import BadBodyError, ChatBody, validate
 from .metrics import Metrics
-from .rest import SSE_HEADERS, dumps, jsonable, open_stream, session_key
+from .rest import SSE_HEADERS, dumps, jsonable, open_stream, read_json
+from .sessions import ApiSessions, SessionError
 
 MODEL_ID = "tablechat"
 TABLE_ROWS = 50
 _SQL_BLOCK = re.compile(r"```sql\s*\n(.*?)```", re.S | re.I)
 
 
-def oai_error(status: int, message: str, param: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
+def oai_error(status: int, message: str, param: str | None = None, *,
+              scrubbed: bool = True) -> JSONResponse:
+    """OpenAI's error reply: one line; no server path in a message from the core (the web
+    layer's own words name routes, which scrubbing would take for paths)."""
+    text = scrub(message) if scrubbed else message
+    return JSONResponse({"error": {"message": text, "type": "invalid_request_error",
                                    "param": param, "code": None}}, status_code=status)
 
 
@@ -107,7 +114,10 @@ def _usage(usage: Usage) -> dict[str, int]:
             "total_tokens": usage.prompt_tokens + usage.completion_tokens}
 
 
-def openai_router(tc: TableChat, metrics: Metrics) -> APIRouter:
+def openai_router(tc: TableChat, metrics: Metrics, sessions: ApiSessions) -> APIRouter:
+    """``/v1/models`` and ``/v1/chat/completions``. The request's ``user``, when it is an
+    API session of the caller (``POST /api/sessions``), is the session; any other ``user``
+    (OpenAI clients send end-user ids there) is no session."""
     router = APIRouter()
     created = int(time.time())
 
@@ -119,30 +129,29 @@ def openai_router(tc: TableChat, metrics: Metrics) -> APIRouter:
 
     @router.post("/v1/chat/completions", response_model=None)
     async def completions(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            metrics.bad_request("openai")
-            return oai_error(400, "the body must be JSON")
-        if not isinstance(body, dict):
-            metrics.bad_request("openai")
-            return oai_error(400, "the body must be a JSON object")
         usage = Usage()
         try:
-            question, history = parse_messages(body.get("messages"))
-            session = session_key(request, body.get("user"))
+            body: ChatBody = validate(ChatBody, await read_json(request))
+            question, history = parse_messages(body.messages)
+            session = None
+            if body.user:
+                try:
+                    session = sessions.use(principal_of(request.scope), body.user)
+                except SessionError:
+                    session = None
             stream = await open_stream(tc, metrics, "openai", question, history, session, usage,
-                                       tokens=bool(body.get("stream")))
+                                       tokens=bool(body.stream))
+        except BadBodyError as exc:
+            metrics.bad_request("openai")
+            return oai_error(exc.status, str(exc), scrubbed=False)
         except BadQuestionError as exc:
             metrics.bad_request("openai")
             return oai_error(400, str(exc), "messages")
-        requested = body.get("model")
-        model = requested if isinstance(requested, str) and requested else MODEL_ID
+        model = body.model or MODEL_ID
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         now = int(time.time())
-        if body.get("stream"):
-            options = body.get("stream_options") or {}
-            include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        if body.stream:
+            include_usage = bool((body.stream_options or {}).get("include_usage"))
             return StreamingResponse(
                 _chunks(stream, question, usage, cid, now, model, include_usage),
                 media_type="text/event-stream", headers=SSE_HEADERS)

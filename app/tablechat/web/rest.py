@@ -1,7 +1,13 @@
-"""The REST API: ``POST /api/ask`` (JSON or SSE), uploads and sessions, health, metrics."""
+"""The REST API: ``POST /api/ask`` (JSON or SSE), sessions and uploads, schema, health,
+metrics.
+
+Bodies are parsed with limits and typed (``bodies.py``); sessions are ids the server hands out
+(``sessions.py``); every error is one line with no server path in it (``redact.scrub``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import json
@@ -10,20 +16,26 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.datastructures import UploadFile
 
 from .. import _loop
 from .. import events as ev
 from ..answer import Answer, Usage
 from ..core import TableChat
 from ..errors import BadQuestionError, UploadError
+from ..redact import redact_url, scrub
 from .auth import principal_of
+from .bodies import MAX_SESSION_CHARS, AskBody, BadBodyError, parse_json, validate
 from .browse import columns_frame, tables_frame
+from .health import HealthView
+from .limits import BodyTooLargeError
 from .metrics import Metrics
+from .sessions import ApiSessions, SessionError
 
-MAX_SESSION_CHARS = 200
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+UPLOAD_FIELDS = 4  # a file and a session; a few spare for clients that add their own
 
 
 def jsonable(value: Any) -> Any:
@@ -52,57 +64,94 @@ def dumps(value: Any) -> str:
 
 
 def error(status: int, message: str, error_type: str) -> JSONResponse:
-    return JSONResponse({"error": message, "error_type": error_type}, status_code=status)
+    """tablechat's error reply for a message from the core: one line, no server path."""
+    return JSONResponse({"error": scrub(message), "error_type": error_type}, status_code=status)
 
 
-def session_key(request: Request, session: Any) -> str | None:
-    """The API session's key: namespaced by caller, never a UI session."""
+def refuse(exc: SessionError | BadBodyError) -> JSONResponse:
+    """The reply for a request the web layer refused; its words are ours (they name routes,
+    which :func:`error` would take for server paths)."""
+    return JSONResponse({"error": str(exc), "error_type": type(exc).__name__},
+                        status_code=exc.status)
+
+
+def session_key(request: Request, sessions: ApiSessions, session: Any) -> str | None:
+    """The core's key of the API session the request names (None: no session). Raises
+    :class:`SessionError` for a session the caller was not given (or that expired)."""
     if session is None or session == "":
         return None
     if not isinstance(session, str) or len(session) > MAX_SESSION_CHARS:
-        raise BadQuestionError(f"session must be text of at most {MAX_SESSION_CHARS} characters")
-    return f"api-{principal_of(request.scope)}-{session}"
+        raise BadBodyError(f"session must be text of at most {MAX_SESSION_CHARS} characters")
+    return sessions.use(principal_of(request.scope), session)
 
 
-async def read_body(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadQuestionError('the body must be JSON, e.g. {"question": "How many customers?"}'
-                               ) from exc
-    if not isinstance(body, dict):
-        raise BadQuestionError('the body must be a JSON object, e.g. {"question": "..."}')
-    return body
+async def read_json(request: Request) -> Any:
+    """The request's body as JSON, or :class:`BadBodyError` (see ``bodies.parse_json``)."""
+    return parse_json(await request.body())
 
 
 async def open_stream(
     tc: TableChat, metrics: Metrics, front: str, question: Any, history: Any,
     session: str | None, usage: Usage, *, tokens: bool = True,
 ) -> AsyncIterator[ev.Event]:
-    """The question's events, metered. Bad input raises BadQuestionError here, before any
-    response starts (and is not counted as a question). ``tokens=False`` for a caller that
+    """The question's events, metered and fit to leave the process (:func:`outward`). Bad
+    input raises BadQuestionError here, before any response starts (and is not counted as a
+    question). ``tokens=False`` for a caller that
     sends nothing before the answer is whole: the sentence is one model reply, not a stream."""
     raw = tc.stream(question, history, session=session, usage=usage, tokens=tokens)
     first = await anext(aiter(raw))
 
+    url = tc.settings.llm_url
+
     async def chained() -> AsyncIterator[ev.Event]:
-        yield first
+        yield outward(first, url)
         async for event in raw:
-            yield event
+            yield outward(event, url)
 
     return metrics.meter(chained(), front, usage)
+
+
+def outward(event: ev.Event, llm_url: str | None = None) -> ev.Event:
+    """``event`` fit to leave the process: the LLM's URL (``llm_url``) shown without
+    credentials wherever it appears (the fallback status and answer name it), and status and
+    error texts scrubbed of credentials in URLs and of server paths (a DuckDB error may name
+    its secrets directory). Answer texts are not scrubbed: a path there may be the data's."""
+    def clean(text: str, *, scrubbed: bool) -> str:
+        if llm_url and llm_url in text:
+            text = text.replace(llm_url, redact_url(llm_url) or "")
+        return scrub(text) if scrubbed else text
+
+    if isinstance(event, ev.AnswerText):
+        text = clean(event.text, scrubbed=False)
+        return event if text == event.text else dataclasses.replace(event, text=text)
+    if isinstance(event, ev.Status | ev.Error) and event.message:
+        message = clean(event.message, scrubbed=True)
+        return event if message == event.message else dataclasses.replace(event,
+                                                                          message=message)
+    return event
 
 
 def sse(event: ev.Event) -> str:
     return f"event: {event.kind}\ndata: {dumps(event.to_dict())}\n\n"
 
 
-def rest_router(tc: TableChat, metrics: Metrics) -> APIRouter:
+def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
+                sessions: ApiSessions) -> APIRouter:
+    """The ``/api`` routes, ``/healthz`` and ``/metrics``."""
     router = APIRouter()
 
     @router.get("/healthz")
-    def healthz() -> JSONResponse:
-        return JSONResponse(jsonable(tc.health()))
+    async def healthz() -> JSONResponse:
+        """Up or down, for anyone: cached, at most one check in flight, nothing secret."""
+        # 200 even when something is down: the deployments probe liveness here, and a
+        # restart mends neither a database nor an LLM outage (deploy/k8s/app.yaml)
+        return JSONResponse(await health.summary())
+
+    @router.get("/api/health")
+    async def health_detail() -> JSONResponse:
+        """The last check in detail (behind auth when auth is on): database, LLM server (its
+        URL without credentials), models, errors."""
+        return JSONResponse(jsonable(await health.detail()))
 
     @router.get("/metrics")
     def prometheus() -> PlainTextResponse:
@@ -113,17 +162,16 @@ def rest_router(tc: TableChat, metrics: Metrics) -> APIRouter:
         """Answer a question: the ``ask --json`` shape, or with ``Accept: text/event-stream``
         the typed events as Server-Sent Events (``event: <kind>``, ``data: <json>``)."""
         try:
-            body = await read_body(request)
-            question = body.get("question")
-            history = body.get("history")
-            if history is not None and not isinstance(history, list):
-                raise BadQuestionError("history must be a list of messages")
-            session = session_key(request, body.get("session"))
+            body: AskBody = validate(AskBody, await read_json(request))
+            session = session_key(request, sessions, body.session)
             usage = Usage()
             wants_sse = "text/event-stream" in request.headers.get("accept", "") \
-                or body.get("stream") is True
-            stream = await open_stream(tc, metrics, "api", question, history, session, usage,
-                                       tokens=wants_sse)
+                or body.stream is True
+            stream = await open_stream(tc, metrics, "api", body.question, body.history,
+                                       session, usage, tokens=wants_sse)
+        except (SessionError, BadBodyError) as exc:
+            metrics.bad_request("api")
+            return refuse(exc)
         except BadQuestionError as exc:
             metrics.bad_request("api")
             return error(400, str(exc), type(exc).__name__)
@@ -134,7 +182,7 @@ def rest_router(tc: TableChat, metrics: Metrics) -> APIRouter:
 
             return StreamingResponse(events(), media_type="text/event-stream",
                                      headers=SSE_HEADERS)
-        answer = Answer(question=question if isinstance(question, str) else "")
+        answer = Answer(question=body.question or "")
         async for event in stream:
             answer.apply(event)
         data = answer.to_dict()
@@ -143,52 +191,83 @@ def rest_router(tc: TableChat, metrics: Metrics) -> APIRouter:
                          "completion_tokens": usage.completion_tokens}
         return JSONResponse(jsonable(data))
 
+    @router.post("/api/sessions", status_code=201, response_model=None)
+    def new_session(request: Request) -> Response:
+        """A new API session: its id (unguessable, bound to the caller) names it in
+        ``/api/ask``, ``/api/upload``, ``/api/schema`` and ``DELETE /api/sessions/{id}``."""
+        try:
+            sid = sessions.create(principal_of(request.scope))
+        except SessionError as exc:
+            return refuse(exc)
+        return JSONResponse({"session": sid, "idle_minutes": tc.settings.session_idle_minutes},
+                            status_code=201)
+
     @router.post("/api/upload", response_model=None)
-    async def upload(request: Request, file: UploadFile = File(...),  # noqa: B008
-                     session: str = Form(...)) -> Response:
-        """Upload a CSV, Parquet or JSON file as a table of one API session."""
+    async def upload(request: Request) -> Response:
+        """Upload a CSV, Parquet or JSON file (multipart field ``file``) as a table of one API
+        session (field ``session``; without it, a new session is created and returned)."""
         try:
-            key = session_key(request, session)
-        except BadQuestionError as exc:
-            return error(400, str(exc), type(exc).__name__)
-        if key is None:
-            return error(400, "session is required: uploads belong to one session",
-                         "UploadError")
-        limit = int(tc.settings.upload_max_mb * 1024 * 1024)
-        data = await file.read(limit + 1)
-        if len(data) > limit:
+            return await _upload(request)
+        except (SessionError, BadBodyError) as exc:
             metrics.upload("refused")
-            return error(413, f"{file.filename} is larger than the upload limit of "
-                         f"{tc.settings.upload_max_mb:g} MB", "UploadError")
-        try:
-            info = await _loop.in_thread(tc.upload, key, file.filename or "upload.csv", data)
+            return refuse(exc)
         except UploadError as exc:
             metrics.upload("refused")
             return error(400, str(exc), "UploadError")
+
+    async def _upload(request: Request) -> Response:
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise BadBodyError("send the file as multipart/form-data (field file, and "
+                               "session)")
+        limit = int(tc.settings.upload_max_mb * 1024 * 1024)
+        try:
+            form = await request.form(max_files=1, max_fields=UPLOAD_FIELDS,
+                                      max_part_size=limit)
+        except BodyTooLargeError:
+            raise  # the body limit answers 413 itself
+        except Exception as exc:  # Starlette words a bad form as an HTTP 400; say it as ours
+            reason = getattr(exc, "detail", None) or "the multipart body does not parse"
+            raise BadBodyError(f"bad upload form: {reason}") from None
+        try:
+            file, session = form.get("file"), form.get("session")
+            if not isinstance(file, UploadFile):
+                raise BadBodyError("the form has no file (field file)")
+            if session is not None and not isinstance(session, str):
+                raise BadBodyError("session must be a text field")
+            principal = principal_of(request.scope)
+            sid = session or sessions.create(principal)
+            key = sessions.use(principal, sid)
+            data = await file.read(limit + 1)
+            if len(data) > limit:
+                metrics.upload("refused")
+                return error(413, f"{file.filename or 'the file'} is larger than the upload "
+                             f"limit of {tc.settings.upload_max_mb:g} MB", "UploadError")
+            name = file.filename or "upload.csv"
+            info = await _loop.in_thread(tc.upload, key, name, data)
+        finally:
+            await form.close()
         metrics.upload("ok")
         return JSONResponse({
-            "table": info.name, "rows": info.row_count, "session": session,
+            "table": info.name, "rows": info.row_count, "session": sid,
             "columns": [{"name": c.name, "type": c.type} for c in info.columns],
         })
 
     @router.delete("/api/sessions/{session}", status_code=204, response_model=None)
     def end_session(request: Request, session: str) -> Response:
-        """Forget an API session's uploads."""
+        """End an API session now: its uploads are dropped."""
         try:
-            key = session_key(request, session)
-        except BadQuestionError as exc:
-            return error(400, str(exc), type(exc).__name__)
-        if key is not None:
-            tc.end_session(key)
+            sessions.end(principal_of(request.scope), session)
+        except SessionError as exc:
+            return refuse(exc)
         return Response(status_code=204)
 
     @router.get("/api/schema", response_model=None)
     def schema(request: Request, session: str | None = None) -> Response:
         """Tables and columns (with descriptions and sample values) the session can query."""
         try:
-            key = session_key(request, session)
-        except BadQuestionError as exc:
-            return error(400, str(exc), type(exc).__name__)
+            key = session_key(request, sessions, session)
+        except (SessionError, BadBodyError) as exc:
+            return refuse(exc)
         snap = tc.snapshot(key)
         tables = tables_frame(snap).to_dict(orient="records")
         for t in tables:

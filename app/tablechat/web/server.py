@@ -24,17 +24,26 @@ from typing import Any
 
 import gradio as gr
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 
 from .. import _loop
 from ..core import TableChat
+from ..redact import scrub
+from ._asgi import error_body
 from .auth import AuthConfig, AuthMiddleware
+from .bodies import one_line
 from .files import ResultFiles
 from .gradio_guard import GradioGuard, secure_mount
+from .health import HealthView
+from .limits import BodyLimitMiddleware, FailureLimiter
 from .metrics import Metrics
 from .openai_api import openai_router
 from .rest import rest_router
+from .sessions import ApiSessions, sweeping
 from .ui import CSS, build_ui
 
 UPLOAD_SLACK_MB = 1.0  # gradio refuses far larger uploads itself; ours says why for the rest
@@ -49,20 +58,37 @@ PROGRESS_POLL_SECONDS = 0.1
 # the thread waiting for the server wakes this often: a signal delivered to another thread
 # runs its Python handler only when the main thread does
 POLL_SECONDS = 0.25
+GRADIO_BODY_FACTOR = 8  # a Gradio event body may be this many times TABLECHAT_MAX_BODY_KB
 
 
 def create_app(tc: TableChat) -> FastAPI:
     """The whole server as an ASGI app. ``app.state.metrics`` holds its metrics."""
     from .. import __version__
 
-    auth = AuthConfig.from_settings(tc.settings)
+    settings = tc.settings
+    auth = AuthConfig.from_settings(settings)
     metrics = Metrics()
+    health = HealthView(tc, settings.health_ttl)
+    sessions = ApiSessions(tc, idle_seconds=settings.session_idle_minutes * 60,
+                           max_sessions=settings.max_api_sessions)
+    limiter = FailureLimiter(settings.auth_max_failures, settings.auth_failure_window)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> Any:
+        health.start()
+        async with sweeping(sessions):
+            yield
+
     app = FastAPI(title="tablechat", version=__version__, docs_url="/api/docs",
-                  redoc_url=None, openapi_url="/api/openapi.json")
+                  redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan)
     app.state.metrics = metrics
     app.state.tablechat = tc
-    app.include_router(rest_router(tc, metrics))
-    app.include_router(openai_router(tc, metrics))
+    app.state.health = health
+    app.state.sessions = sessions
+    app.state.auth_limiter = limiter
+    _one_line_errors(app)
+    app.include_router(rest_router(tc, metrics, health, sessions))
+    app.include_router(openai_router(tc, metrics, sessions))
     files = ResultFiles.from_settings(tc.settings)
     blocks = build_ui(tc, metrics, files)
     _calm_queue(blocks)
@@ -70,8 +96,8 @@ def create_app(tc: TableChat) -> FastAPI:
     gr.mount_gradio_app(
         app, blocks, path="/",
         auth=auth.login if auth.enabled else None,
-        auth_message="Log in with your tablechat user name and password (or an API key as "
-        "the password)." if auth.enabled else None,
+        auth_message="Log in with your tablechat user name and password."
+        if auth.enabled else None,
         max_file_size=int(max_mb * 1024 * 1024),
         footer_links=[], run_history=False, ssr_mode=False, mcp_server=False,
         enable_monitoring=False, pwa=False, css=CSS,
@@ -94,7 +120,21 @@ def create_app(tc: TableChat) -> FastAPI:
                 return tokens[token]
         return None
 
-    app.add_middleware(AuthMiddleware, auth=auth, gradio_user=gradio_user)
+    json_limit = settings.max_body_kb * 1024
+    upload_limit = int((settings.upload_max_mb + UPLOAD_SLACK_MB) * 1024 * 1024)
+
+    def body_limit(path: str) -> int | None:
+        if path in ("/api/upload", "/gradio_api/upload"):
+            return upload_limit
+        if path.startswith("/gradio_api/"):
+            # an event carries the whole chat history the browser holds: room for a long one
+            return GRADIO_BODY_FACTOR * json_limit
+        return json_limit if path.startswith(("/api/", "/v1/")) else None
+
+    # added last, so it runs first: credentials before anything reads a body
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(AuthMiddleware, auth=auth, gradio_user=gradio_user, limiter=limiter,
+                       on_refusal=metrics.auth_refused)
     # a browser tab's heartbeat stream only ends when Gradio's stop event is set
     stop_event = getattr(gradio_app, "stop_event", None)
     app.state.end_streams = [stop_event.set] if stop_event is not None else []
@@ -110,6 +150,26 @@ def _blocked_paths(tc: TableChat) -> list[str]:
         db = db_path.resolve()
         paths += [str(db), f"{db}.wal"]
     return paths
+
+
+def _one_line_errors(app: FastAPI) -> None:
+    """FastAPI's own refusals (a query parameter of the wrong type, a body that does not
+    parse) as one line in the route's error shape, never a list echoing the input."""
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        message = one_line(exc) if isinstance(exc, RequestValidationError) else "invalid request"
+        return JSONResponse(error_body(request.url.path, scrub(message), "BadBodyError"),
+                            status_code=400)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        headers = getattr(exc, "headers", None)
+        return JSONResponse(error_body(request.url.path, scrub(str(detail)), "HTTPError"),
+                            status_code=status, headers=headers)
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
 
 
 def _calm_queue(blocks: gr.Blocks) -> None:

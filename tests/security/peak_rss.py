@@ -1,8 +1,11 @@
 """Run a snippet in a child Python process and report its peak memory: a bound, not a timing.
 
-The child reports its own peak (``ru_maxrss`` of ``RUSAGE_SELF`` as it finishes, which counts
-every thread DuckDB ran): ``RUSAGE_CHILDREN`` in the parent would be the largest of every child
-this pytest process ever waited for, other tests' servers included.
+The child reports its own peak: ``VmHWM`` of ``/proc/self/status`` as it finishes, the high-water
+mark of its own address space (every thread DuckDB ran included). Not ``ru_maxrss``: Linux
+carries the old address space's high-water mark across ``exec``, and Python's subprocess may
+``vfork``, so a child's ``ru_maxrss`` starts at the pytest process's own peak (584 MB seen for
+a refusal that peaks at 160 MB alone). Nor ``RUSAGE_CHILDREN`` in the parent, which is the
+largest of every child this process ever waited for.
 """
 
 from __future__ import annotations
@@ -52,9 +55,11 @@ def run_child(code: str, timeout: float = 300.0) -> ChildRun:
 
 
 PEAK = """
-import json as _json, resource as _resource
+import json as _json
 def report(**fields):
-    fields["peak_mb"] = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open("/proc/self/status") as _status:
+        _hwm = next(line for line in _status if line.startswith("VmHWM:"))
+    fields["peak_mb"] = int(_hwm.split()[1]) / 1024
     print(_json.dumps(fields))
 """
 """Prepend to a child's code: ``report(**fields)`` prints its fields and its peak RSS."""

@@ -173,12 +173,15 @@ def test_history_is_bounded_by_messages_and_tokens(tc: tablechat.TableChat,
     assert TokenCounter().estimate(hist) <= LIMITS["prompt_history_tokens"] + 16
 
 
+@pytest.mark.parametrize("max_body_kb", [None, 8192])
 def test_a_5mb_message_through_the_openai_api_sends_little_to_the_model(
-    hostile_db: Path, scripted: FakeVLLM,
+    hostile_db: Path, scripted: FakeVLLM, max_body_kb: int | None,
 ) -> None:
     """Raw HTTP, as an attacker sends it: a 5 MB assistant message whose ```sql block used to
-    be copied into every prompt (~20 MB reached the model)."""
-    chat = tablechat.connect(hostile_db, llm=scripted.url)  # default limits
+    be copied into every prompt (~20 MB reached the model). With the default body limit the
+    server refuses it (413) and nothing reaches the model; with the limit raised past it, the
+    prompt bounds hold on their own."""
+    chat = tablechat.connect(hostile_db, llm=scripted.url, max_body_kb=max_body_kb)
     server = LiveServer(chat).start()
     try:
         big = "```sql\nSELECT 1 -- " + "x" * (5 * 1024 * 1024) + "\n```"
@@ -188,11 +191,14 @@ def test_a_5mb_message_through_the_openai_api_sends_little_to_the_model(
             {"role": "user", "content": "and their notes?"},
         ]}
         r = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=120)
-        assert r.status_code == 200
+        assert r.status_code == (413 if max_body_kb is None else 200)
     finally:
         server.stop()
         chat.close()
     requests = scripted.chat_requests()
+    if max_body_kb is None:
+        assert not requests
+        return
     assert requests
     sent = sum(len(json.dumps(r["body"])) for r in requests)
     assert sent < 200_000, f"{sent:,} bytes reached the model"

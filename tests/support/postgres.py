@@ -117,7 +117,11 @@ def load_demo(server: PostgresServer, duckdb_file: Path, *, timeout_ms: int = 50
     server.psql(f"CREATE ROLE tc_owner LOGIN PASSWORD '{OWNER_PASSWORD}'",
                 f"CREATE ROLE tc_reader LOGIN PASSWORD '{READER_PASSWORD}'",
                 "CREATE DATABASE demo OWNER tc_owner")
-    source = duckdb.connect(str(duckdb_file), read_only=True)
+    # a copy: DuckDB refuses a second connection to a file this process already has open
+    # with other settings (the sandboxed one of a TableChat)
+    copy_path = server.root / "source.duckdb"
+    shutil.copyfile(duckdb_file, copy_path)
+    source = duckdb.connect(str(copy_path), read_only=True)
     try:
         tables = [r[0] for r in source.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "

@@ -28,7 +28,13 @@ from ..answer import Answer
 from ..api import connect
 from ..core import TableChat
 from ..errors import TableChatError
-from .compare import Comparison, compare_results, has_top_level_order_by
+from .compare import (
+    Comparison,
+    column_permutations,
+    compare_results,
+    has_top_level_order_by,
+    permute,
+)
 from .datasets import (
     DatabaseBuildError,
     DatabaseSource,
@@ -62,7 +68,8 @@ class QuestionResult:
     kind: str
     status: str = SCORED
     predicted_sql: str | None = None
-    correct: bool = False
+    correct: bool = False  # strict: columns in the gold order
+    correct_any_order: bool = False  # columns in any order (Spider's test-suite rule)
     answered: bool = False
     error: str | None = None
     reason: str | None = None  # why a prediction was judged wrong
@@ -230,11 +237,20 @@ def evaluate_question(dbs: _Databases, question: Question, engine: str) -> Quest
         return result
     result.answered = True
     ordered = has_top_level_order_by(question.gold_sql)
-    verdict = compare_results(gold.rows, predicted, ordered=ordered)
-    if ordered and not verdict.equal:
-        verdict = _with_ties(tc, question.gold_sql, predicted) or verdict
-    result.correct = verdict.equal
+
+    def judge(rows: list[tuple[Any, ...]]) -> Comparison:
+        verdict = compare_results(gold.rows, rows, ordered=ordered)
+        if ordered and not verdict.equal:
+            verdict = _with_ties(tc, question.gold_sql, rows) or verdict
+        return verdict
+
+    verdict = judge(predicted)
+    result.correct = result.correct_any_order = verdict.equal
     result.reason = verdict.reason or None
+    if not verdict.equal:
+        result.correct_any_order = any(
+            judge(permute(predicted, order)).equal
+            for order in column_permutations(gold.rows, predicted))
     return result
 
 

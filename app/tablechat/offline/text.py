@@ -35,6 +35,23 @@ class Token:
     money: bool = False
 
 
+# Comparison symbols read as the words they stand for: "> 4.5" is "more than 4.5", never
+# "4.5" (issue 12: the symbol was dropped and the number became an equality).
+_SYMBOLS = ((">=", " at least "), ("=>", " at least "), ("≥", " at least "),
+            ("<=", " at most "), ("=<", " at most "), ("≤", " at most "),
+            ("<>", " not equal to "), ("!=", " not equal to "), ("≠", " not equal to "),
+            (">", " more than "), ("<", " less than "), ("==", " equal to "),
+            ("=", " equal to "))
+# Any other symbol is a word the engine does not understand, so it cannot vanish silently.
+_OTHER_SYMBOL_RE = re.compile(r"[+*/^&|~@#\\=<>]")
+
+
+def _spell_symbols(text: str) -> str:
+    for sym, words in _SYMBOLS:
+        text = text.replace(sym, words)
+    return text
+
+
 def tokenize(text: str) -> list[Token]:
     """Words, numbers, quoted strings (kept whole) and list punctuation."""
     tokens: list[Token] = []
@@ -51,6 +68,10 @@ def tokenize(text: str) -> list[Token]:
 
 def _plain_tokens(text: str) -> list[Token]:
     out: list[Token] = []
+    text = _spell_symbols(text)
+    for sym in _OTHER_SYMBOL_RE.findall(text):
+        out.append(Token(sym, sym, sym, "word"))  # left over: reported as not understood
+    text = _OTHER_SYMBOL_RE.sub(" ", text)
     for m in _TOKEN_RE.finditer(text):
         if m.group("num"):
             raw = m.group("num")

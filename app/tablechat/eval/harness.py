@@ -28,6 +28,7 @@ from ..answer import Answer
 from ..api import connect
 from ..core import TableChat
 from ..errors import TableChatError
+from ..offline import OfflineEngine
 from .compare import (
     Comparison,
     column_permutations,
@@ -76,6 +77,7 @@ class QuestionResult:
     engine: str | None = None  # which engine answered (TableChat's Answer.engine)
     text: str | None = None  # the engine's words when it gave no result
     latency: float = 0.0
+    confidence: float | None = None  # the offline engine's score of its reading (0-1)
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -99,6 +101,9 @@ class EvalOptions:
     llm_model: str | None = None
     cache_dir: Path | None = None
     max_rows: int = EVAL_MAX_ROWS
+    # the offline engine's confidence threshold for this run (None: the engine's own);
+    # ``--split`` runs at 0 and applies thresholds afterwards (split.py)
+    offline_threshold: float | None = None
 
 
 @dataclass(slots=True)
@@ -158,7 +163,11 @@ class _Databases:
             return connect(path, llm=opts.llm_url, llm_model=opts.llm_model,
                            max_rows=opts.max_rows)
         # offline and gold: no LLM, whatever TABLECHAT_LLM_URL says ("" reads as unset)
-        return connect(path, llm_url="", max_rows=opts.max_rows)
+        tc = connect(path, llm_url="", max_rows=opts.max_rows)
+        engine = tc._offline  # the eval is part of the package: it may set the threshold
+        if opts.offline_threshold is not None and isinstance(engine, OfflineEngine):
+            engine.threshold = opts.offline_threshold
+        return tc
 
     def close(self) -> None:
         with self._guard:
@@ -222,6 +231,7 @@ def evaluate_question(dbs: _Databases, question: Question, engine: str) -> Quest
     result.latency = time.perf_counter() - start
     result.predicted_sql = answer.sql
     result.engine = answer.engine or None
+    result.confidence = answer.confidence
     result.llm_calls = answer.usage.llm_calls
     result.prompt_tokens = answer.usage.prompt_tokens
     result.completion_tokens = answer.usage.completion_tokens

@@ -30,7 +30,7 @@ from .explain import interpretation
 from .index import IndexBuilder, SchemaIndex
 from .intent import Intent
 from .parse import Parsed, Parser
-from .reply import answer_text, chat_text, decline_text, examples
+from .reply import answer_text, chat_text, decline_text, examples, plural
 from .resolve import Resolver
 
 log = logging.getLogger(__name__)
@@ -248,10 +248,11 @@ class OfflineEngine:
         intent = plan.intent
         if intent is None or not intent.subject:
             return []
-        subject = intent.subject.replace("_", " ")
+        subject = plural(intent.subject.replace("_", " "))
         out = []
         for c in intent.conds:
-            if c.op == "=" and len(c.values) == 1 and isinstance(c.values[0], str):
+            if c.op == "=" and len(c.values) == 1 and isinstance(c.values[0], str) and \
+                    c.col.table == intent.subject and c.col.column.lower() != "name":
                 out.append(f"How many {subject} have {c.col.column.replace('_', ' ')} "
                            f"{c.values[0]}?")
         out.append(f"How many {subject} are there?")

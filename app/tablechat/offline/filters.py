@@ -10,7 +10,7 @@ from .index import name_words
 from .intent import Col, Cond, DateSpec, GroupKey, Having, Intent
 from .roles import PCond
 from .scope import ResolverBase
-from .text import FILLER, SOFT_VERBS, STOPWORDS, root
+from .text import FILLER, OPERATOR_WORDS, SOFT_VERBS, STOPWORDS, root
 
 HARMLESS_KW = frozenset({"and", "or", "comma", "only", "this", "distinct", "then", "dir",
                          "instead", "whatabout", "halfword", "howmuch", "breakdown"})
@@ -153,7 +153,7 @@ class FilterResolver(ResolverBase):
     def _echoes(self, word: str, intent: Intent) -> bool:
         """'signed' for signup_date, 'opened' for opened_on: a verb form of a used name."""
         stem = root(word)
-        if len(stem) < 4:
+        if len(stem) < 4 or word in OPERATOR_WORDS:
             return False
         used = [*intent.columns, *(c.col for c in intent.conds), *(g.col for g in intent.groups),
                 *(m.col for m in intent.measures if m.col)]
@@ -188,11 +188,11 @@ class FilterResolver(ResolverBase):
                 k == "agg" and it.kw_arg("agg") == "total" and intent.measures)]
             if it.kws and not kws:
                 continue
-            if kws or it.get("value") or it.get("quoted"):
-                unknown.append(text)
+            number = it.get("number") is not None and text.lower() not in ("one", "ones")
+            if kws or it.get("value") or it.get("quoted") or number or it.date:
+                unknown.append(text)  # a number or date left out is a condition dropped
         if any(it.has_kw("howmuch") for it in self.p.items) and not intent.measures:
-            score *= 0.3
-            self.missing.append("what 'how much' measures")
+            unknown.append("how much")  # nothing measured: the words asking for an amount
         for problem in self.p.problems:
             score *= 0.3
             self.missing.append(problem)

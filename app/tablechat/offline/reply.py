@@ -107,7 +107,8 @@ def _singular(word: str) -> str:
     return stem(word.split()[-1]) if word else word
 
 
-def _plural(word: str) -> str:
+def plural(word: str) -> str:
+    """'review' → 'reviews', 'category' → 'categories' (a plural stays)."""
     if word.endswith("s"):
         return word
     if word.endswith("y") and word[-2:-1] not in "aeiou":
@@ -140,9 +141,9 @@ def _group_text(intent: Intent, shown: list[Any], m: Any, rows: Sequence[Sequenc
                 f"{label} ({fmt(value, unit)}) to {_label(last, shown)} "
                 f"({fmt(last[n], unit)}).")
     word = _rank_word(intent)
-    count = f"{len(rows)} {_plural(noun)}"
+    count = f"{len(rows)} {plural(noun)}"
     if intent.limit and intent.limit > 1:
-        count = f"the top {len(rows)} {_plural(noun)} shown"
+        count = f"the top {len(rows)} {plural(noun)} shown"
     elif intent.limit == 1:
         return f"{label} has the {word} {what} ({fmt(value, unit)}){where}."
     return f"{label} has the {word} {what} ({fmt(value, unit)}) of {count}{where}."

@@ -236,6 +236,14 @@ FILLER = frozenset([
     "use", "used", "using", "uses", "involve", "involved", "up",
     "during", "ever"
 ])
+# Words that name an operation on values (an aggregate, a ratio, a statistic): never a data
+# value unless quoted, never an echo of a column name ("ratio" is not "rating").
+OPERATOR_WORDS = frozenset([
+    "average", "averages", "avg", "mean", "median", "mode", "total", "totals", "sum", "sums",
+    "maximum", "minimum", "max", "min", "ratio", "ratios", "proportion", "proportions",
+    "percentage", "percentages", "percent", "share", "fraction", "rate", "rates", "variance",
+    "deviation", "stddev", "correlation", "difference", "growth", "change", "per", "divided",
+])
 # Verbs of trade that restate a measure ("units sold", "revenue customers bring in").
 SOFT_VERBS = frozenset([
     "sell", "sells", "sold", "selling", "buy", "buys", "bought", "buying", "purchase",
@@ -315,7 +323,7 @@ DESC_WORDS = frozenset({"descending", "desc", "decreasing", "reverse", "reversed
 ASC_WORDS = frozenset({"ascending", "asc", "increasing", "alphabetical", "alphabetically",
                        "lexicographical", "lexicographic", "lowest", "smallest"})
 DISTINCT_WORDS = frozenset({"distinct", "different", "unique"})
-MODE_WORDS = frozenset({"common", "frequent", "popular", "often", "frequently", "commonly"})
+MODE_WORDS = frozenset({"common", "frequent", "often", "frequently", "commonly"})
 
 NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,

@@ -10,9 +10,9 @@ import pytest
 from tablechat.eval.compare import (
     column_permutations,
     compare_results,
-    permute,
     derive_kind,
     has_top_level_order_by,
+    permute,
     values_equal,
 )
 from tablechat.eval.ties import compare_with_ties, order_key_query

@@ -67,8 +67,11 @@ def answer_text(intent: Intent, columns: Sequence[str], rows: Sequence[Sequence[
             if m.func == "count" and m.table:
                 return f"There are {fmt(value)} {_noun(m.table)}{where}."
             return f"The {measure_phrase(m)}{where} is {fmt(value, _unit(m, index))}."
-        parts = [f"{_noun(str(c))}: {fmt(v)}" for c, v in zip(columns, rows[0], strict=False)]
-        return "; ".join(parts) + (f" ({where.strip()})" if where else "") + "."
+        units = [""] * (len(columns) - len(visible)) + [_unit(m, index) for m in visible]
+        parts = [f"{_noun(str(c))}: {fmt(v, u)}"
+                 for c, v, u in zip(columns, rows[0], units, strict=False)]
+        text = "; ".join(parts)
+        return text[:1].upper() + text[1:] + (f" ({where.strip()})" if where else "") + "."
     shown = [g for g in intent.groups if g.show]
     if shown and visible and len(columns) > len(shown):
         return _group_text(intent, shown, visible[0], rows, where, _unit(visible[0], index))

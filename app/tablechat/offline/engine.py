@@ -26,11 +26,11 @@ from ..sql.database import Database
 from ..sql.schema import SchemaSnapshot
 from . import followup
 from .build import PlanError, SQLBuilder
-from .explain import interpretation
+from .explain import interpretation, plural
 from .index import IndexBuilder, SchemaIndex
 from .intent import Intent
 from .parse import Parsed, Parser
-from .reply import answer_text, chat_text, decline_text, examples, plural
+from .reply import answer_text, chat_text, decline_text, examples
 from .resolve import Resolver
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,15 @@ BUCKET_WORDS = {"day": "day", "week": "week", "month": "month", "quarter": "quar
                 "year": "year"}
 
 
+def plural(word: str) -> str:
+    """'review' → 'reviews', 'category' → 'categories' (a plural stays)."""
+    if word.endswith("s"):
+        return word
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + ("es" if word.endswith(("ch", "sh", "x")) else "s")
+
+
 def _words(name: str) -> str:
     return name.replace("_", " ").lower()
 
@@ -39,7 +48,7 @@ def measure_phrase(m: Measure) -> str:
     if m.func == "metric":
         return _words(m.metric)
     if m.func == "count":
-        return f"number of {_words(m.table)}" if m.table else "number of rows"
+        return f"number of {plural(_words(m.table))}" if m.table else "number of rows"
     what = _column(m.col.table, m.col.column) if m.col else _words(m.table)
     words = {"count_distinct": "number of different", "avg": "average", "sum": "total",
              "min": "lowest", "max": "highest"}
@@ -62,6 +71,11 @@ def cond_phrase(c: Cond) -> str:
     if c.op in ("=", "!=") and len(c.values) == 1 and isinstance(c.values[0], str):
         return f"{_column(c.col.table, c.col.column)} {'' if c.op == '=' else 'not '}" \
             f"{c.values[0]}"
+    name = _column(c.col.table, c.col.column)
+    if c.op in ("=", "!=", ">", "<", ">=", "<=") and len(c.values) == 1:
+        value = c.values[0]
+        shown = f"{int(value)}" if isinstance(value, float) and value == int(value) else value
+        return f"{name} {c.op} {shown}"
     return c.describe().replace("_", " ")
 
 
@@ -121,9 +135,9 @@ def interpretation(intent: Intent, index: SchemaIndex | None = None,
     elif intent.columns:
         table = intent.columns[0].table
         cols = [_words(c.column) for c in intent.columns]
-        parts.append(f"{_words(table)}, showing {', '.join(cols)}")
+        parts.append(f"{plural(_words(table))}, showing {', '.join(cols)}")
     elif intent.subject:
-        parts.append(_words(intent.subject))
+        parts.append(plural(_words(intent.subject)))
     parts += [cond_phrase(c) for c in intent.conds]
     parts += [f"with {h.describe()}" for h in intent.having]
     if order := _order_phrase(intent):

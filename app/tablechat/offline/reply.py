@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from .explain import cond_phrase, interpretation, measure_phrase
+from .explain import cond_phrase, interpretation, measure_phrase, plural
 from .index import SchemaIndex
 from .intent import Intent
 from .text import split_identifier, stem
@@ -49,7 +49,8 @@ def _short(value: float) -> str:
 
 
 def _noun(text: str) -> str:
-    return text.replace("_", " ")
+    """A table or column name as a lower-case noun: 'Order_Items' → 'order items'."""
+    return text.replace("_", " ").lower()
 
 
 def answer_text(intent: Intent, columns: Sequence[str], rows: Sequence[Sequence[Any]],
@@ -65,7 +66,7 @@ def answer_text(intent: Intent, columns: Sequence[str], rows: Sequence[Sequence[
             m = visible[0]
             value = rows[0][0]
             if m.func == "count" and m.table:
-                return f"There are {fmt(value)} {_noun(m.table)}{where}."
+                return f"There are {fmt(value)} {plural(_noun(m.table))}{where}."
             return f"The {measure_phrase(m)}{where} is {fmt(value, _unit(m, index))}."
         units = [""] * (len(columns) - len(visible)) + [_unit(m, index) for m in visible]
         parts = [f"{_noun(str(c))}: {fmt(v, u)}"
@@ -84,7 +85,7 @@ def answer_text(intent: Intent, columns: Sequence[str], rows: Sequence[Sequence[
     if len(rows) == 1:
         return "; ".join(f"{_noun(str(c))}: {fmt(v)}" for c, v in zip(columns, rows[0],
                                                                        strict=False)) + "."
-    what = _noun(intent.subject) if intent.subject else "rows"
+    what = plural(_noun(intent.subject)) if intent.subject else "rows"
     if truncated:
         return f"Showing the first {fmt(len(rows))} {what}{where} (there are more)."
     return f"Found {fmt(len(rows))} {what}{where}."
@@ -108,15 +109,6 @@ def _group_noun(intent: Intent, g: Any) -> str:
 
 def _singular(word: str) -> str:
     return stem(word.split()[-1]) if word else word
-
-
-def plural(word: str) -> str:
-    """'review' → 'reviews', 'category' → 'categories' (a plural stays)."""
-    if word.endswith("s"):
-        return word
-    if word.endswith("y") and word[-2:-1] not in "aeiou":
-        return word[:-1] + "ies"
-    return word + ("es" if word.endswith(("ch", "sh", "x")) else "s")
 
 
 def _rank_word(intent: Intent) -> str:

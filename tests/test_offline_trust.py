@@ -68,6 +68,13 @@ def test_top_things_by_a_table_rank_by_its_count(offline_tc: TableChat) -> None:
                                            " GROUP BY country ORDER BY 2 DESC LIMIT 3")
 
 
+def test_total_things_in_each_group_is_a_count_not_a_ranking(offline_tc: TableChat) -> None:
+    """'total X in each Y' was read as a ranking by size (or COUNT(DISTINCT ...))."""
+    answer = offline_tc.ask("total customers in each segment")
+    assert got(answer) == rows(offline_tc, "SELECT segment, count(*) FROM customers"
+                                           " GROUP BY segment")
+
+
 def test_things_and_their_column_shows_both(offline_tc: TableChat) -> None:
     """'cities and their population' returned the population only."""
     answer = offline_tc.ask("stores and their city")

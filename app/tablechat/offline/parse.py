@@ -249,6 +249,14 @@ class Parser(ConditionPasses):
                         ref is None or max(t.weight for t in tref.targets)
                         >= max(t.weight for t in ref.targets)):
                     ref = tref
+                word = self.items[funcs[0]].kw_arg("agg")
+                if ref is None and len(funcs) == 1 and word in ("total", "sum") and (
+                        rows := self.schema(k, ("table",))) is not None:
+                    # "total cities in each district": how many, never a ranking (issue 12)
+                    self.p.measures.append(PMeasure("count", rows, funcs[0]))
+                    self.use(funcs[0], rows.pos, role="measure")
+                    j += 1
+                    continue
                 explicit = all(self._explicit_agg(f) for f in funcs) or (
                     ref is not None and all(t.kind == "table" for t in ref.targets))
                 if ref is not None and explicit:
@@ -338,6 +346,8 @@ class Parser(ConditionPasses):
             if agg is None:
                 continue
             func = str(agg.arg)
+            if func in ("avg", "sum", "total"):
+                continue  # an aggregate left unused is reported, never read as a ranking
             desc = func in ("max", "maxcount", "latest")
             word = self.p.tokens[it.start].norm
             if func == "latest" or word in ("earliest", "newest", "latest"):

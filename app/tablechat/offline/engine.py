@@ -280,7 +280,10 @@ class OfflineEngine:
         if not plan.answerable or plan.sql is None:
             tips = await _loop.in_thread(self.suggestions, plan, ctx)
             text = decline_text(plan.intent, tips)
-            yield ev.Interpretation(step="refused", message=text, suggestions=tuple(tips),
+            unknown = plan.intent.unknown if plan.intent is not None else []
+            short = ("not answered: " + ", ".join(f"“{w}”" for w in unknown) + " not understood"
+                     if unknown else "not answered: not sure enough of the reading")
+            yield ev.Interpretation(step="refused", message=short, suggestions=tuple(tips),
                                     confidence=plan.confidence)
             yield ev.AnswerText(text=text, engine=self.name)
             return

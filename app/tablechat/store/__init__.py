@@ -39,9 +39,13 @@ def default_store_url() -> str:
 
 
 def store_url(settings: Settings | None) -> str:
-    """The store URL ``settings`` choose (``TABLECHAT_STORE``), else the default."""
-    url = settings.store if settings is not None else None
-    return url or default_store_url()
+    """The store URL ``settings`` (default: the environment's) choose with
+    ``TABLECHAT_STORE``, else the default."""
+    if settings is None:
+        from ..config import load_settings
+
+        settings = load_settings()
+    return settings.store or default_store_url()
 
 
 def open_store(url: str | None = None, *, settings: Settings | None = None) -> Store:

@@ -62,6 +62,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="where databases built from load.sql are cached [default: "
                    "$XDG_CACHE_HOME/tablechat/eval]")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    from .memory import add_memory_argument
+
+    add_memory_argument(p)
     return p
 
 
@@ -77,6 +80,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
               file=sys.stderr)
     options = EvalOptions(engine=args.engine, workers=args.workers, llm_url=args.llm_url,
                           llm_model=args.llm_model, cache_dir=args.cache_dir)
+    if getattr(args, "memory", None):
+        from .memory import cmd_eval_memory
+
+        return cmd_eval_memory(args, dataset, options)
     progress = None if args.no_progress else Progress(len(dataset.questions), sys.stderr)
     writer = None
     if args.out is not None:

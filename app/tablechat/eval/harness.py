@@ -92,6 +92,7 @@ class EvalOptions:
     llm_model: str | None = None
     cache_dir: Path | None = None
     max_rows: int = EVAL_MAX_ROWS
+    memory: Callable[[str], Any] | None = None  # db_id → verified examples (eval/memory.py)
 
 
 @dataclass(slots=True)
@@ -142,6 +143,9 @@ class _Databases:
             tc = self._open.get(db_id)
             if tc is None:
                 tc = self._connect(self._paths[db_id])
+                from .memory import attach  # memory only with --memory (eval/memory.py)
+
+                attach(tc, self._options.memory(db_id) if self._options.memory else None)
                 self._open[db_id] = tc
             return tc
 

@@ -16,7 +16,7 @@ from tablechat.cli import main
 from tablechat.memory import Memory, normalize_question
 from tablechat.memory.bm25 import BM25, terms
 from tablechat.memory.values import adapt
-from tablechat.store import Example, SQLStore, close_stores
+from tablechat.store import Example, SQLStore, close_stores, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_EXAMPLES = ROOT / "data" / "demo" / "examples.jsonl"
@@ -84,7 +84,7 @@ def test_the_offline_engine_answers_from_a_verified_example(demo_db: Path,
     question = "Which customers in Paris never placed an order?"
     with tablechat.connect(demo_db) as tc:
         assert tc.ask(question).sql is None  # the offline engine alone declines
-        SQLStore(store_url).add_examples([Example("demo", NEVER, NEVER_SQL)])
+        open_store(store_url).add_examples([Example("demo", NEVER, NEVER_SQL)])
         answer = tc.ask(question)
         expected = tc.run_sql(NEVER_SQL.replace("Berlin", "Paris"))
     assert answer.error is None and answer.engine == "offline"

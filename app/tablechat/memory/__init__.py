@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from .bm25 import BM25, terms, words
 from .values import adapt
 
 CANDIDATES = 5
+REVISION_TTL = 1.0  # seconds an example added by another process may take to be used
 _COUNT_RE = re.compile(r"\bhow many\b|\bnumber of\b|\bcount\b|\bcounts\b", re.IGNORECASE)
 # words that turn one question into another when only one of two questions has them: a
 # direction, an extreme, a comparison, a negation, a set operation, a count instead of a list
@@ -147,6 +149,8 @@ class StoreMemory:
         self.database = database
         self.min_score = min_score
         self._revision: tuple[int, int] | None = None
+        self._checked = 0.0
+        self._writes: int | None = None
         self._memory = Memory([], min_score=min_score)
         self._lock = threading.Lock()
 
@@ -158,8 +162,17 @@ class StoreMemory:
         return self._store
 
     def current(self) -> Memory:
-        """The memory as the store holds it now (one cheap revision query per call)."""
+        """The memory as the store holds it. Changes made through this process's store are
+        seen at once; other processes' within REVISION_TTL (the revision query costs more
+        than a search, bench/bench_memory.py)."""
+        now = time.monotonic()
+        writes = getattr(self.store, "example_writes", None)  # this process's own changes
+        if (self._revision is not None and now - self._checked < REVISION_TTL
+                and writes == self._writes):
+            return self._memory
+        self._writes = writes
         revision = self.store.examples_revision(self.database)
+        self._checked = now
         with self._lock:
             if revision != self._revision:
                 self._memory = Memory(self.store.examples(database=self.database),

@@ -12,6 +12,8 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+import numpy as np
+
 _WORD_RE = re.compile(r"[a-z0-9]+")
 # words that carry no intent of their own in a question about data
 STOPWORDS = frozenset(str.split(
@@ -43,30 +45,39 @@ def terms(text: str) -> list[str]:
 
 
 class BM25:
-    """An index of documents (term lists) answering top-k queries by BM25 score."""
+    """An index of documents (term lists) answering top-k queries by BM25 score.
+
+    Each term's postings are two numpy arrays (document ids, precomputed BM25 weights), so a
+    query costs one vectorised add per query term, whatever the number of documents holding it.
+    """
 
     def __init__(self, docs: Sequence[Sequence[str]], *, k1: float = 1.2, b: float = 0.75
                  ) -> None:
-        self.k1, self.b = k1, b
         self.size = len(docs)
-        self._lengths = [len(d) for d in docs]
-        self._avg = (sum(self._lengths) / self.size) if self.size else 0.0
-        self._postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        lengths = [len(d) for d in docs]
+        avg = (sum(lengths) / self.size) if self.size else 1.0
+        postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
         for i, doc in enumerate(docs):
             for term, tf in Counter(doc).items():
-                self._postings[term].append((i, tf))
+                postings[term].append((i, tf))
         self.idf = {t: math.log(1 + (self.size - len(p) + 0.5) / (len(p) + 0.5))
-                    for t, p in self._postings.items()}
+                    for t, p in postings.items()}
+        self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for term, items in postings.items():
+            ids = np.fromiter((i for i, _ in items), dtype=np.int64, count=len(items))
+            tfs = np.fromiter((tf for _, tf in items), dtype=np.float64, count=len(items))
+            norm = 1 - b + b * np.asarray([lengths[i] for i, _ in items]) / (avg or 1)
+            self._postings[term] = (ids, self.idf[term] * tfs * (k1 + 1) / (tfs + k1 * norm))
 
     def search(self, query: Sequence[str], k: int = 5) -> list[tuple[int, float]]:
         """The ``k`` best documents for ``query`` as (index, score), best first."""
-        scores: dict[int, float] = defaultdict(float)
-        for term in set(query):
-            postings = self._postings.get(term)
-            if not postings:
-                continue
-            idf = self.idf[term]
-            for i, tf in postings:
-                norm = 1 - self.b + self.b * self._lengths[i] / (self._avg or 1)
-                scores[i] += idf * tf * (self.k1 + 1) / (tf + self.k1 * norm)
-        return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        found = [self._postings[t] for t in set(query) if t in self._postings]
+        if not found or k <= 0:
+            return []
+        scores = np.zeros(self.size)
+        for ids, weights in found:
+            scores[ids] += weights  # ids are unique within one term's postings
+        hit = np.flatnonzero(scores)
+        if len(hit) > k:
+            hit = hit[np.argpartition(-scores[hit], k - 1)[:k]]
+        return sorted(((int(i), float(scores[i])) for i in hit), key=lambda kv: (-kv[1], kv[0]))

@@ -89,6 +89,7 @@ class SQLStore(Store):
             sa.event.listen(self._engine, "connect", self._on_sqlite_connect)
             sa.event.listen(self._engine, "begin", self._on_sqlite_begin)
         self.version = self._write(self._migrate, lock=True)
+        self.example_writes = 0  # examples added or removed through this object (memory cache)
 
     # -- connection handling ------------------------------------------------------------------
     @staticmethod
@@ -208,7 +209,11 @@ class SQLStore(Store):
                 ids.append(e.id)
             return ids
 
-        return self._write(insert) if examples else []
+        if not examples:
+            return []
+        ids = self._write(insert)
+        self.example_writes += 1
+        return ids
 
     def examples(self, *, database: str | None = None) -> list[Example]:
         """Verified examples, oldest first (only ``database``'s when given)."""
@@ -219,8 +224,12 @@ class SQLStore(Store):
 
     def remove_examples(self, ids: list[int]) -> int:
         """Delete the examples with these ids; returns how many there were."""
-        return self._write(lambda c: c.execute(
-            EXAMPLES.delete().where(EXAMPLES.c.id.in_(ids))).rowcount) if ids else 0
+        if not ids:
+            return 0
+        gone: int = self._write(lambda c: c.execute(
+            EXAMPLES.delete().where(EXAMPLES.c.id.in_(ids))).rowcount)
+        self.example_writes += 1
+        return gone
 
     def examples_revision(self, database: str) -> tuple[int, int]:
         """(count, largest id) of ``database``'s examples: changes on every add or remove."""

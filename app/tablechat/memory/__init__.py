@@ -25,15 +25,28 @@ from .values import adapt
 CANDIDATES = 5
 REVISION_TTL = 1.0  # seconds an example added by another process may take to be used
 _COUNT_RE = re.compile(r"\bhow many\b|\bnumber of\b|\bcount\b|\bcounts\b", re.IGNORECASE)
-# words that turn one question into another when only one of two questions has them: a
-# direction, an extreme, a comparison, a negation, a set operation, a count instead of a list
-CONTRAST = frozenset(words(
-    "most least fewest highest lowest largest smallest biggest maximum minimum max min "
-    "oldest youngest newest earliest latest first last top bottom more less fewer greater "
-    "larger smaller than before after above below over under ascending descending "
-    "increasing decreasing not no without never both either or and neither except other "
-    "total sum average mean distinct different each per every one two "
-    "arriving departing arrive depart source destination from to"))
+# Words that turn one question into another, by what they mean: two questions that differ
+# in one of these classes (an extreme, a comparison, a negation, a direction, ...) ask
+# different things even when every other word is shared. Synonyms share a class, so
+# "largest" and "highest" do not keep a paraphrase apart.
+_CLASSES = {
+    "max": "most highest largest biggest greatest maximum max top oldest heaviest longest "
+           "latest newest",
+    "min": "least fewest lowest smallest minimum min youngest lightest shortest earliest",
+    "gt": "more greater larger bigger above over exceed exceeding higher older heavier "
+          "longer after",
+    "lt": "less fewer smaller below under lower younger lighter shorter before",
+    "not": "not no without never except none neither nor",
+    "both": "both",
+    "or": "or either",
+    "asc": "ascending increasing",
+    "desc": "descending decreasing",
+    "avg": "average mean avg",
+    "sum": "sum",
+    "dest": "arriving arrive arrival destination into",
+    "src": "departing depart departure source leaving leave",
+}
+CONTRAST = {w: cls for cls, text in _CLASSES.items() for w in words(text)}
 DEFAULT_MIN_SCORE = 0.5
 
 
@@ -137,7 +150,11 @@ def _contrasts(a: str, b: str, values: dict[str, str]) -> bool:
     changed = set(words(" ".join([*values, *values.values()])))
     if _counts(a) != _counts(b):
         return True
-    return bool(((set(words(a)) ^ set(words(b))) - changed) & CONTRAST)
+
+    def classes(text: str) -> set[str]:
+        return {CONTRAST[w] for w in set(words(text)) - changed if w in CONTRAST}
+
+    return classes(a) != classes(b)
 
 
 class StoreMemory:

@@ -148,3 +148,12 @@ def test_eval_memory_loo_reports_both_runs(tmp_path: Path, store_url: str,
     dataset.write_text(json.dumps(rows[0]) + "\n")
     assert main(["eval", str(dataset), "--memory", "loo", "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["answered"] == 0
+
+
+def test_asking_never_creates_the_store(demo_db: Path, store_url: str) -> None:
+    path = Path(store_url.removeprefix("sqlite:///"))
+    with tablechat.connect(demo_db) as tc:
+        assert tc.ask("Which customers in Paris never placed an order?").sql is None
+        assert not path.exists()
+        open_store(store_url).add_examples([Example("demo", NEVER, NEVER_SQL)])
+        assert tc.ask("Which customers in Paris never placed an order?").sql

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..store import Example, Store
@@ -160,7 +161,7 @@ def _contrasts(a: str, b: str, values: dict[str, str]) -> bool:
 class StoreMemory:
     """One database's verified examples in the store, re-read when they change."""
 
-    def __init__(self, store: Store | Callable[[], Store], database: str, *,
+    def __init__(self, store: Store | Callable[[], Store | None], database: str, *,
                  min_score: float = DEFAULT_MIN_SCORE) -> None:
         self._store = store  # or how to open it: on first use, not when tablechat connects
         self.database = database
@@ -172,27 +173,34 @@ class StoreMemory:
         self._lock = threading.Lock()
 
     @property
-    def store(self) -> Store:
-        """The store (opened now if it was given as an opener)."""
-        if not isinstance(self._store, Store):
-            self._store = self._store()
-        return self._store
+    def store(self) -> Store | None:
+        """The store (opened now if it was given as an opener; None while it does not
+        exist)."""
+        if isinstance(self._store, Store):
+            return self._store
+        opened = self._store()
+        if opened is not None:
+            self._store = opened
+        return opened
 
     def current(self) -> Memory:
         """The memory as the store holds it. Changes made through this process's store are
         seen at once; other processes' within REVISION_TTL (the revision query costs more
         than a search, bench/bench_memory.py)."""
         now = time.monotonic()
-        writes = getattr(self.store, "example_writes", None)  # this process's own changes
+        store = self.store
+        if store is None:  # no store yet (a stat of its file per question)
+            return self._memory
+        writes = getattr(store, "example_writes", None)  # this process's own changes
         if (self._revision is not None and now - self._checked < REVISION_TTL
                 and writes == self._writes):
             return self._memory
         self._writes = writes
-        revision = self.store.examples_revision(self.database)
+        revision = store.examples_revision(self.database)
         self._checked = now
         with self._lock:
             if revision != self._revision:
-                self._memory = Memory(self.store.examples(database=self.database),
+                self._memory = Memory(store.examples(database=self.database),
                                       min_score=self.min_score)
                 self._revision = revision
             return self._memory
@@ -209,10 +217,17 @@ class StoreMemory:
 
 def store_memory(settings: Settings, database: str) -> StoreMemory:
     """``database``'s verified examples in the store ``settings`` name, opened on first use."""
-    from ..store import open_store
+    from ..store import open_store, store_url
 
-    return StoreMemory(lambda: open_store(settings=settings), database,
-                       min_score=settings.memory_min_score)
+    url = store_url(settings)
+
+    def opener() -> Store | None:
+        path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+        if path is not None and not Path(path).exists():
+            return None  # no store yet, so no examples: asking a question never creates one
+        return open_store(url)
+
+    return StoreMemory(opener, database, min_score=settings.memory_min_score)
 
 
 MemoryLike = Memory | StoreMemory

@@ -157,3 +157,21 @@ def test_asking_never_creates_the_store(demo_db: Path, store_url: str) -> None:
         assert not path.exists()
         open_store(store_url).add_examples([Example("demo", NEVER, NEVER_SQL)])
         assert tc.ask("Which customers in Paris never placed an order?").sql
+
+
+def test_eval_memory_from_a_file(tmp_path: Path, store_url: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [{"id": f"q{i}", "db_id": "demo", "question": NEVER.replace("Berlin", city),
+             "gold_sql": NEVER_SQL.replace("Berlin", city)}
+            for i, city in enumerate(["Paris", "Madrid"])]
+    dataset = tmp_path / "never.jsonl"
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    examples = tmp_path / "examples.jsonl"
+    examples.write_text(json.dumps({"db_id": "demo", "question": NEVER, "sql": NEVER_SQL}))
+    assert main(["eval", str(dataset), "--memory", str(examples), "--json",
+                 "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (summary["without_memory"]["correct"], summary["correct"]) == (0, 2)
+    assert main(["eval", str(dataset), "--memory", str(tmp_path / "missing.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "--memory: cannot read" in err and "Traceback" not in err

@@ -41,8 +41,8 @@ def _store(url: str) -> SQLStore:
 
 
 def test_a_vote_keeps_what_produced_the_answer(tc: TableChat, store_url: str) -> None:
-    history = [{"role": "user", "content": "hello"},
-               {"role": "assistant", "content": "hi! ask me about the data"}]
+    history = [{"role": "user", "content": "how many orders are there"},
+               {"role": "assistant", "content": "There are 40,000 orders."}]
     answer = tc.ask(QUESTION, history)
     assert answer.sql
     record = tc.feedback(answer, good=True, comment="right", principal="ana", session="s1",
@@ -53,9 +53,13 @@ def test_a_vote_keeps_what_produced_the_answer(tc: TableChat, store_url: str) ->
         "demo", QUESTION, True, "right")
     assert stored.sql == answer.source_sql and stored.engine == "offline"
     assert (stored.principal, stored.session) == ("ana", "s1")
-    assert [m["content"] for m in stored.context] == ["hello", "hi! ask me about the data"]
+    assert [m["content"] for m in stored.context] == [h["content"] for h in history]
     assert "CREATE TABLE customers" in (_store(store_url).schema_text(stored.schema_hash) or "")
-    # the vote verified the pair
+    # asked after another question, it may be a follow-up: no example
+    assert _store(store_url).examples() == []
+    # asked first, the vote verifies the pair
+    fresh = tc.ask(QUESTION)
+    tc.feedback(fresh, good=True, principal="ana", history=history[1:])
     [example] = _store(store_url).examples(database="demo")
     assert (example.question, example.sql, example.source, example.verified_by) == (
         QUESTION, answer.source_sql, "vote", "ana")

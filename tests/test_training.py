@@ -37,6 +37,10 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_db: Path) -> Ite
         tc.feedback(answer, good=False, sql=FIXED)  # a correction: SFT and DPO
         tc.feedback(answer, good=False, sql=FIXED)  # the same again: exported once
         tc.feedback(answer, good=False, comment="no")  # a vote down alone: nothing
+        follow = tc.ask("and how many orders", [{"role": "user", "content": QUESTION}])
+        tc.feedback(follow, sql="SELECT count(*) FROM orders",  # a follow-up's correction
+                    history=[{"role": "user", "content": QUESTION},
+                             {"role": "assistant", "content": "5000"}])
     s = SQLStore(url)
     s.add_feedback(FeedbackRecord("demo", "old question", sql="SELECT 1", good=True,
                                   created_at=utcnow() - timedelta(days=400)))
@@ -59,18 +63,22 @@ def test_sft_is_conversational_messages(store: SQLStore, tmp_path: Path) -> None
     assert main(["export-training", "--format", "sft", str(out)]) == 0
     ds = _load(out, tmp_path / "cache")
     assert ds.column_names == ["messages"]  # TRL: conversational language modeling
-    assert len(ds) == 3  # vote, correction, the old vote; the repeat and the vote down: no
-    for record in ds:
-        _messages(record["messages"], ["system", "user", "assistant"])
+    assert len(ds) == 4  # vote, correction, follow-up, the old vote; not the repeat, the no
+    for n, record in enumerate(ds):
+        if n != 2:
+            _messages(record["messages"], ["system", "user", "assistant"])
     first = ds[0]["messages"]
     assert first[0]["content"].startswith(INSTRUCTION)
     assert "CREATE TABLE customers" in first[0]["content"]  # the schema the model saw
     assert first[1]["content"] == QUESTION
     assert [r["messages"][2]["content"] for r in ds][1] == FIXED
     # --since leaves the old one out
+    # a follow-up's record carries the conversation before it
+    _messages(ds[2]["messages"], ["system", "user", "assistant", "user", "assistant"])
+    assert ds[2]["messages"][3]["content"] == "and how many orders"
     assert main(["export-training", "--format", "sft", "--since",
                  (utcnow() - timedelta(days=30)).date().isoformat(), str(out)]) == 0
-    assert len(_load(out, tmp_path / "cache2")) == 2
+    assert len(_load(out, tmp_path / "cache2")) == 3
 
 
 def test_dpo_is_trl_conversational_preference(store: SQLStore, tmp_path: Path) -> None:
@@ -78,8 +86,9 @@ def test_dpo_is_trl_conversational_preference(store: SQLStore, tmp_path: Path) -
     assert main(["export-training", "--format", "dpo", str(out)]) == 0
     ds = _load(out, tmp_path / "cache")
     assert sorted(ds.column_names) == ["chosen", "prompt", "rejected"]
-    assert len(ds) == 1
-    [record] = ds
+    assert len(ds) == 2  # the correction, and the follow-up's with its conversation
+    record, follow = ds
+    _messages(follow["prompt"], ["system", "user", "assistant", "user"])
     _messages(record["prompt"], ["system", "user"])
     _messages(record["chosen"], ["assistant"])
     _messages(record["rejected"], ["assistant"])

@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Any
 
+from ..errors import RetryableSQLError
 from . import FeedbackError, Store, StoreError, open_store, parse_date
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -111,7 +112,7 @@ def cmd_examples(args: argparse.Namespace) -> int:
                     e.database = tc.database.name
                     try:
                         tc.check_sql(e.sql)
-                    except Exception as exc:
+                    except RetryableSQLError as exc:
                         raise FeedbackError(f"{args.file}: {e.question!r}: {exc}") from None
         finally:
             if tc is not None:

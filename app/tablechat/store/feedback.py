@@ -119,7 +119,10 @@ def record_feedback(tc: TableChat, answer: Answer, *, good: bool | None = None,
         principal=principal, session=session, schema_hash=schema_hash)
     store.add_feedback(record)
     verified = corrected or (ran if good else None)
-    if verified and answer.question and may_verify(tc.settings, principal):
+    # a follow-up ("and in 2023?") means something only after its conversation: its pair is
+    # kept as feedback (and training data, with the conversation) but is no example
+    followup = any(m["role"] == "user" for m in record.context)
+    if verified and answer.question and not followup and may_verify(tc.settings, principal):
         store.add_examples([Example(record.database, record.question, verified,
                                     source="correction" if corrected else "vote",
                                     verified_by=principal, feedback_id=record.id)])

@@ -58,9 +58,14 @@ def test_a_vote_and_a_correction_over_http(http: httpx.Client, store_url: str) -
     fixed = "SELECT count(DISTINCT email) FROM customers"
     corr = http.post("/api/feedback", json={"question": QUESTION, "sql": answer["sql"],
                                             "good": False, "correct_sql": fixed,
-                                            "history": [{"role": "user", "content": "hi"}],
+                                            "history": [{"role": "assistant",
+                                                         "content": "hi"}],
                                             "session": "tab-1"})
-    assert corr.status_code == 201
+    assert corr.status_code == 201 and corr.json()["verified"] is True
+    follow = http.post("/api/feedback", json={
+        "question": "and in Berlin?", "good": True, "sql": answer["sql"],
+        "history": [{"role": "user", "content": QUESTION}]})
+    assert follow.status_code == 201 and follow.json()["verified"] is False  # a follow-up
     store = SQLStore(store_url)
     records = {r.id: r for r in store.feedback()}
     first, second = records[vote.json()["id"]], records[corr.json()["id"]]

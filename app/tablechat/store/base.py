@@ -47,6 +47,7 @@ class FeedbackRecord:
     schema_hash: str | None = None  # the schema text the model saw (Store.schema_text)
     id: int | None = None
     created_at: datetime = field(default_factory=utcnow)
+    verified: bool = False  # this feedback made its pair an example (not stored: see examples)
 
 
 @dataclass(slots=True)

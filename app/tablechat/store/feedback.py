@@ -126,4 +126,5 @@ def record_feedback(tc: TableChat, answer: Answer, *, good: bool | None = None,
         store.add_examples([Example(record.database, record.question, verified,
                                     source="correction" if corrected else "vote",
                                     verified_by=principal, feedback_id=record.id)])
+        record.verified = True
     return record

@@ -24,7 +24,6 @@ from ..answer import Answer
 from ..core import TableChat
 from ..errors import BadQuestionError, ConfigurationError
 from ..store import FeedbackError, StoreError
-from ..store.feedback import may_verify
 from .auth import principal_of
 from .rest import error, read_body, session_key
 
@@ -76,7 +75,6 @@ def feedback_router(tc: TableChat) -> APIRouter:
             return error(400, str(exc), type(exc).__name__)
         except (StoreError, ConfigurationError) as exc:
             return error(503, f"feedback cannot be kept now: {exc}", type(exc).__name__)
-        verified = bool(correct or (good and sql)) and may_verify(tc.settings, principal)
-        return JSONResponse({"id": record.id, "verified": verified}, status_code=201)
+        return JSONResponse({"id": record.id, "verified": record.verified}, status_code=201)
 
     return router

@@ -72,6 +72,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--target-precision", type=float, default=DEFAULT_TARGET, metavar="P",
                    help="--split tunes for the best accuracy with precision >= P on the "
                    f"training folds [default: {DEFAULT_TARGET}]")
+    from .memory import add_memory_argument
+
+    add_memory_argument(p)
     return p
 
 
@@ -92,6 +95,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     options = EvalOptions(engine=args.engine, workers=args.workers, llm_url=args.llm_url,
                           llm_model=args.llm_model, cache_dir=args.cache_dir,
                           offline_threshold=0.0 if args.split is not None else None)
+    if getattr(args, "memory", None):
+        from .memory import cmd_eval_memory
+
+        return cmd_eval_memory(args, dataset, options)
     progress = None if args.no_progress else Progress(len(dataset.questions), sys.stderr)
     writer = None
     if args.out is not None:

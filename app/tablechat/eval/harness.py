@@ -104,6 +104,7 @@ class EvalOptions:
     # the offline engine's confidence threshold for this run (None: the engine's own);
     # ``--split`` runs at 0 and applies thresholds afterwards (split.py)
     offline_threshold: float | None = None
+    memory: Callable[[str], Any] | None = None  # db_id → verified examples (eval/memory.py)
 
 
 @dataclass(slots=True)
@@ -154,6 +155,9 @@ class _Databases:
             tc = self._open.get(db_id)
             if tc is None:
                 tc = self._connect(self._paths[db_id])
+                from .memory import attach  # memory only with --memory (eval/memory.py)
+
+                attach(tc, self._options.memory(db_id) if self._options.memory else None)
                 self._open[db_id] = tc
             return tc
 

@@ -63,6 +63,7 @@ class OfflineEngine:
     """Answers questions from the schema, the semantic layer and the data's values."""
 
     name = "offline"
+    memory: Any = None  # tablechat.memory.Memory or StoreMemory: verified examples
 
     def __init__(self, db: Database, semantic: SemanticLayer | None = None, *,
                  threshold: float = THRESHOLD) -> None:
@@ -217,13 +218,18 @@ class OfflineEngine:
 
         Database errors (``TableChatError``) still propagate."""
         try:
-            return self.analyze(question, snapshot, history, session)
+            plan = self.analyze(question, snapshot, history, session)
         except TableChatError:
             raise
         except Exception as exc:  # a question the parser trips on: decline, log it
             log.warning("offline engine could not read %r: %s", question[:200], exc,
                         exc_info=True)
-            return Plan(question, "decline", missing=["a way to read this question"])
+            plan = Plan(question, "decline", missing=["a way to read this question"])
+        if not plan.answerable and self.memory is not None:  # verified examples (issue 14)
+            from .memory import recall
+
+            plan = recall(self.memory, self.db, question, snapshot, history) or plan
+        return plan
 
     # -- suggestions ----------------------------------------------------------------------------
     def suggestions(self, plan: Plan, ctx: QuestionContext, limit: int = 3) -> list[str]:

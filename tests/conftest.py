@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +16,12 @@ from tablechat import TableChat
 from tablechat.demo import ensure_demo
 
 pytest_plugins = ["tests.support.fixtures"]
+
+# A store of this run's own: feedback or examples kept in data/ by a developer (the default
+# store) must not change what the tests see. Set before any TableChat is made.
+_STORE_DIR = tempfile.mkdtemp(prefix="tablechat-test-store-")
+os.environ["TABLECHAT_STORE"] = f"sqlite:///{_STORE_DIR}/store.sqlite"
+atexit.register(shutil.rmtree, _STORE_DIR, True)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"

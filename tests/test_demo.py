@@ -333,13 +333,18 @@ def test_every_metric_runs(con: duckdb.DuckDBPyConnection) -> None:
     for name, metric in semantic["metrics"].items():
         assert metric["description"] and metric["table"] in catalog, name
         tree = sqlglot.parse_one(metric["expression"], read="duckdb")
+        rule = metric.get("filter")
+        columns = [*tree.find_all(exp.Column)]
+        if rule:
+            columns += sqlglot.parse_one(rule, read="duckdb").find_all(exp.Column)
         tables = {metric["table"]}
-        for column in tree.find_all(exp.Column):
+        for column in columns:
             assert column.table in catalog, f"{name}: {column.sql()}"
             assert column.name in catalog[column.table], f"{name}: {column.sql()}"
             tables.add(column.table)
         from_clause = _from_clause(semantic, metric["table"], tables)
-        sql = f"SELECT {metric['expression']} FROM {from_clause}"
+        sql = f"SELECT {metric['expression']} FROM {from_clause}" + (
+            f" WHERE {rule}" if rule else "")
         values[name] = _one(con, sql)
         assert values[name] is not None and values[name] > 0, name
 
@@ -347,8 +352,23 @@ def test_every_metric_runs(con: duckdb.DuckDBPyConnection) -> None:
     assert values["revenue"] == _one(con, gold_total["gold_sql"])
     assert values["order_count"] == _one(con, "SELECT count(*) FROM orders")
     assert values["profit"] < values["revenue"]
-    expected_aov = float(values["revenue"]) / values["order_count"]
+    kept_orders = _one(con, "SELECT count(*) FROM orders WHERE status NOT IN "
+                            "('cancelled', 'returned')")
+    expected_aov = float(values["revenue"]) / kept_orders
     assert float(values["average_order_value"]) == pytest.approx(expected_aov)
+
+
+def test_money_metrics_leave_out_cancelled_and_returned_orders(
+        con: duckdb.DuckDBPyConnection) -> None:
+    """Issue 12: "total sales" counted cancelled and returned orders. The metric says which
+    orders it counts, and in words the answer can state."""
+    metrics = _semantic()["metrics"]
+    for name in ("revenue", "units_sold", "average_order_value", "profit"):
+        assert "cancelled" in metrics[name]["filter"], name
+        assert "excluding cancelled and returned" in metrics[name]["definition"], name
+    everything = _one(con, "SELECT SUM(quantity * unit_price * (1 - discount)) FROM order_items")
+    gold = next(q for q in QUESTIONS if q["question"] == "What is our total revenue?")
+    assert _one(con, gold["gold_sql"]) < everything
 
 
 def test_stale_temporary_files_are_cleaned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,9 +8,11 @@ import decimal
 import pytest
 
 from tablechat.eval.compare import (
+    column_permutations,
     compare_results,
     derive_kind,
     has_top_level_order_by,
+    permute,
     values_equal,
 )
 from tablechat.eval.ties import compare_with_ties, order_key_query
@@ -180,3 +182,18 @@ def test_order_key_query(sql: str, expected: tuple[str, int, int | None]) -> Non
 )
 def test_order_key_query_declines(sql: str) -> None:
     assert order_key_query(sql) is None
+
+
+def test_column_permutations_find_the_order_spiders_test_suite_accepts() -> None:
+    gold = [(12.0, "cat"), (11.35, "dog")]
+    predicted = [("cat", 12.0), ("dog", 11.35)]
+    assert not compare_results(gold, predicted).equal  # strict: columns in the gold order
+    orders = column_permutations(gold, predicted)
+    assert orders == [(1, 0)]
+    assert compare_results(gold, permute(predicted, orders[0])).equal
+
+
+def test_column_permutations_never_excuse_a_wrong_value_or_shape() -> None:
+    assert column_permutations([(1, "a")], [("a", 2)]) == []  # no column holds 1
+    assert column_permutations([(1, "a")], [("a", 1, 0)]) == []  # a column more
+    assert column_permutations([(1,)], [(1,)]) == []  # one column: nothing to permute

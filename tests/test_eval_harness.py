@@ -383,3 +383,48 @@ def test_a_cut_prediction_is_rerun_as_written_its_own_limit_kept(demo_db: Path) 
         assert _predicted_rows(tc, own) == [(1,), (2,), (3,)]
         bare = tc.run_sql("SELECT id FROM regions ORDER BY id")
         assert _predicted_rows(tc, bare) == [(i,) for i in range(1, 6)]
+
+
+# -- column order and cross-validation (issue 12) ----------------------------------------------
+def test_swapped_columns_are_wrong_strictly_and_right_in_any_order(
+    demo_db: Path, cache_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    questions = tmp_path / "swapped.jsonl"
+    questions.write_text(json.dumps({
+        "id": "q1", "db_id": "demo", "question": "How many customers per segment?",
+        "gold_sql": "SELECT count(*), segment FROM customers GROUP BY segment"}) + "\n")
+    assert main(["eval", str(questions), "--json", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    last = json.loads(captured.out.strip().splitlines()[-1])
+    assert (last["answered"], last["correct"], last["correct_any_order"]) == (1, 0, 1)
+    assert last["precision"] == 0.0 and last["precision_any_order"] == 1.0
+    assert "strict column order" in captured.err and "any column order" in captured.err
+
+
+def test_split_tunes_on_other_databases_and_scores_the_held_out_one(
+    dataset_dir: Path, cache_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "split.jsonl"
+    code = main(["eval", str(dataset_dir), "--split", "2", "--json", "--no-progress",
+                 "--out", str(out)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    folds = report["folds"]
+    assert report["split"] == 2 and len(folds) == 2
+    seen = [db for f in folds for db in f["databases"]]
+    assert sorted(seen) == ["shop", "zoo"] and len(set(seen)) == 2  # each db held out once
+    assert report["held_out"]["total"] == SCORABLE
+    assert sum(f["held_out"]["total"] for f in folds) == SCORABLE
+    for fold in folds:  # every threshold was chosen on the other fold's databases only
+        assert 0 < fold["threshold"] <= 1
+        assert fold["train"]["total"] + fold["held_out"]["total"] == SCORABLE
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(r["confidence"] is not None for r in rows if r["answered"])
+
+
+def test_split_is_for_the_offline_engine_with_enough_databases(
+    dataset_dir: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", str(dataset_dir), "--split", "2", "--engine", "gold"]) == 2
+    assert main(["eval", str(dataset_dir), "--split", "5", "--no-progress"]) == 2
+    assert "between 2 and 2 folds" in capsys.readouterr().err

@@ -15,6 +15,9 @@ from tablechat import events as ev
 from tablechat.core import TableChat
 from tablechat.offline import OfflineEngine
 
+# the demo's money metrics leave out cancelled and returned orders (its semantic layer)
+KEPT = " JOIN orders o ON o.id = oi.order_id WHERE o.status NOT IN ('cancelled', 'returned')"
+
 
 def _norm(value: Any) -> Any:
     if isinstance(value, float):
@@ -54,7 +57,8 @@ def test_the_offline_engine_is_installed(offline_tc: TableChat) -> None:
     ("What is the average list price of our products?", "SELECT avg(unit_price) FROM products"),
     ("What are the minimum, average and maximum quantities on an order line?",
      "SELECT min(quantity), avg(quantity), max(quantity) FROM order_items"),
-    ("How many units have we sold in total?", "SELECT sum(quantity) FROM order_items"),
+    ("How many units have we sold in total?",  # units_sold leaves out cancelled/returned
+     "SELECT sum(oi.quantity) FROM order_items oi" + KEPT),
 ])
 def test_counts_and_aggregates(offline_tc: TableChat, question: str, sql: str) -> None:
     answer = ask(offline_tc, question)
@@ -84,9 +88,10 @@ def test_revenue_by_region_uses_the_metric_and_the_join_path(offline_tc: TableCh
     answer = ask(offline_tc, "Revenue by region")
     sql = ("SELECT r.name, SUM(oi.quantity * oi.unit_price * (1 - oi.discount)) FROM order_items oi"
            " JOIN orders o ON o.id = oi.order_id JOIN stores s ON s.id = o.store_id"
-           " JOIN regions r ON r.id = s.region_id GROUP BY r.name ORDER BY 2 DESC")
+           " JOIN regions r ON r.id = s.region_id"
+           " WHERE o.status NOT IN ('cancelled', 'returned') GROUP BY r.name ORDER BY 2 DESC")
     assert same_rows(offline_tc, answer, sql, ordered=True)
-    assert answer.text.startswith("Europe has the highest revenue (")
+    assert answer.text.startswith("Europe has the highest revenue ($")
     assert answer.text.endswith("of 5 regions.")
     assert answer.chart is not None and answer.chart["type"] == "bar"
 
@@ -102,8 +107,8 @@ def test_revenue_by_region_uses_the_metric_and_the_join_path(offline_tc: TableCh
     ("Which category makes the most profit?",
      "SELECT c.name, SUM(oi.quantity * (oi.unit_price * (1 - oi.discount) - p.cost)) AS profit"
      " FROM order_items oi JOIN products p ON p.id = oi.product_id"
-     " JOIN categories c ON c.id = p.category_id GROUP BY c.id, c.name"
-     " ORDER BY profit DESC LIMIT 1"),
+     " JOIN categories c ON c.id = p.category_id" + KEPT +
+     " GROUP BY c.id, c.name ORDER BY profit DESC LIMIT 1"),
 ])
 def test_top_n_and_the_most(offline_tc: TableChat, question: str, sql: str) -> None:
     answer = ask(offline_tc, question)
@@ -174,13 +179,14 @@ def test_join_through_a_foreign_key(offline_tc: TableChat) -> None:
 
 @pytest.mark.parametrize(("question", "sql"), [
     ("What are total sales?",  # "sales" is a synonym of the revenue metric
-     "SELECT SUM(quantity * unit_price * (1 - discount)) FROM order_items"),
+     "SELECT SUM(quantity * unit_price * (1 - discount)) FROM order_items oi" + KEPT),
     ("Show the 10 best-selling products",  # a synonym of units_sold
      "SELECT p.name, sum(oi.quantity) AS u FROM order_items oi JOIN products p"
-     " ON p.id = oi.product_id GROUP BY p.id, p.name ORDER BY u DESC LIMIT 10"),
+     " ON p.id = oi.product_id" + KEPT +
+     " GROUP BY p.id, p.name ORDER BY u DESC LIMIT 10"),
     ("What is the average order value?",
      "SELECT SUM(quantity * unit_price * (1 - discount)) / count(DISTINCT order_id)"
-     " FROM order_items"),
+     " FROM order_items oi" + KEPT),
 ])
 def test_metrics_and_synonyms_from_the_semantic_layer(offline_tc: TableChat, question: str,
                                                       sql: str) -> None:
@@ -196,16 +202,17 @@ def test_declines_below_the_confidence_threshold(offline_tc: TableChat, question
     answer = ask(offline_tc, question)
     assert answer.sql is None and answer.rows == []
     assert not any(isinstance(e, ev.SQL | ev.Table) for e in answer.events)
-    assert "not sure" in answer.text
-    assert "TABLECHAT_LLM_URL" in answer.text
+    assert "I can't answer this reliably" in answer.text
+    assert "TABLECHAT_" not in answer.text and "http" not in answer.text  # not for the admin
     plan = offline_tc._offline.analyze(question, offline_tc.snapshot())
     assert plan.kind == "decline" and plan.confidence < offline_tc._offline.threshold
-    assert plan.missing, "a decline says what was not understood"
+    assert plan.missing or (plan.intent and plan.intent.unknown), \
+        "a decline says what was not understood"
 
 
 def test_decline_says_what_was_understood(offline_tc: TableChat) -> None:
     answer = ask(offline_tc, "How much did the Berlin Mitte store sell in 2024?")
-    assert "I understood:" in answer.text
+    assert "I did understand:" in answer.text
     assert "Berlin Mitte" in answer.text
 
 
@@ -214,14 +221,14 @@ def test_chat_messages_get_an_honest_reply(offline_tc: TableChat, message: str) 
     answer = ask(offline_tc, message)
     assert answer.sql is None
     assert "offline engine" in answer.text
-    assert "TABLECHAT_LLM_URL" in answer.text and "vllm serve" in answer.text
+    assert "TABLECHAT_" not in answer.text and "vllm serve" not in answer.text  # no admin advice
     assert answer.text.count('"') >= 4, "example questions drawn from the schema"
     assert offline_tc._offline.plan(message, offline_tc.snapshot()) is None
 
 
 def test_example_questions_in_the_chat_reply_are_answerable(offline_tc: TableChat) -> None:
     text = ask(offline_tc, "hello").text
-    examples = text.split("Try: ")[1].split(". For open")[0]
+    examples = text.split("Try: ")[1].rstrip(".")
     questions = [q.strip(' "') for q in examples.split(" · ")]
     assert len(questions) >= 2
     for question in questions:
@@ -263,7 +270,8 @@ def test_plan_is_synchronous_and_in_the_snapshot_dialect(offline_tc: TableChat) 
                      "SELECT o.channel, SUM(oi.quantity * oi.unit_price * (1 - oi.discount))"
                      " FROM order_items oi JOIN orders o ON o.id = oi.order_id"
                      " JOIN stores s ON s.id = o.store_id JOIN regions r ON r.id = s.region_id"
-                     " WHERE r.name = 'Europe' GROUP BY o.channel")
+                     " WHERE r.name = 'Europe' AND o.status NOT IN ('cancelled', 'returned')"
+                     " GROUP BY o.channel")
 
 
 @pytest.mark.parametrize(("cap", "cut", "text"), [

@@ -38,6 +38,9 @@ class Answer:
     source_sql: str | None = None  # the query as written, before the guard's row cap
     attempts: int = 0
     usage: Usage = field(default_factory=Usage)
+    interpretation: str = ""  # how the question was read ("Read as: revenue per month, ...")
+    suggestions: list[str] = field(default_factory=list)  # rewordings that can be answered
+    confidence: float | None = None
     events: list[ev.Event] = field(default_factory=list, repr=False)
 
     @property
@@ -62,12 +65,18 @@ class Answer:
             "chart": self.chart,
             "error": self.error,
             "truncated": self.truncated,
+            "interpretation": self.interpretation,
+            "suggestions": list(self.suggestions),
         }
 
     def apply(self, event: ev.Event) -> None:
         """Fold one event into the answer."""
         self.events.append(event)
-        if isinstance(event, ev.SQL):
+        if isinstance(event, ev.Interpretation):
+            self.interpretation = event.interpretation or self.interpretation
+            self.suggestions = list(event.suggestions) or self.suggestions
+            self.confidence = event.confidence
+        elif isinstance(event, ev.SQL):
             self.sql = event.sql
             self.source_sql = event.source or event.sql
             self.attempts = event.attempt

@@ -52,6 +52,10 @@ def connect(
         )
     semantic = _semantic_layer(cfg, db)
     offline = _offline_engine(db, semantic)
+    if offline is not None and cfg.memory:  # verified examples from the store (issue 14)
+        from .memory import store_memory
+
+        offline.memory = store_memory(cfg, db.name)
     return TableChat(
         db,
         settings=cfg,

@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         from .eval.cli import add_eval_parser
 
         add_eval_parser(sub)
+    from .store.cli import add_parsers  # feedback, examples, export-training (issue 14)
+
+    add_parsers(sub)
     return parser
 
 
@@ -219,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"ask": cmd_ask, "demo": cmd_demo, "serve": cmd_serve}
+    from .store.cli import HANDLERS
+
+    handlers.update(HANDLERS)
     if _has_eval():
         from .eval.cli import cmd_eval
 

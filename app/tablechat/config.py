@@ -222,6 +222,35 @@ class Settings(BaseSettings):
         1000, gt=0, description="API sessions open at once; more are answered 429.",
     )
 
+    # --- store, feedback and memory (docs/feedback.md) ---
+    store: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the store that keeps feedback, verified examples and "
+        "sessions (sqlite:///path or postgresql://...). Never the queried database. Empty: "
+        "tablechat-store.sqlite in the data directory (data/ in a checkout).",
+        repr=False,
+    )
+    feedback_max_chars: int = Field(
+        2000, gt=0, le=100_000, description="Longest feedback comment or corrected SQL kept, "
+        "in characters (longer comments are cut, longer SQL refused)."
+    )
+    verifiers: str = Field(
+        "*",
+        description="Who may verify a question→SQL pair by voting an answer good or saving a "
+        "correction: `*` anyone, `named` anyone with a principal (a signed-in user or API "
+        "key), `none` nobody (examples then come only from `tablechat examples add`), or a "
+        "comma-separated list of principals.",
+    )
+    memory: bool = Field(
+        True, description="Use verified examples: the offline engine answers a question that "
+        "matches one (its values substituted).",
+    )
+    memory_min_score: float = Field(
+        0.5, gt=0, le=1, description="How close a question must be to a verified example "
+        "(0-1, word overlap after values are set aside) for the offline engine to reuse its "
+        "SQL.",
+    )
+
     @field_validator(
         "database",
         "llm_url",
@@ -230,6 +259,7 @@ class Settings(BaseSettings):
         "semantic_layer",
         "auth",
         "api_keys",
+        "store",
         mode="before",
     )
     @classmethod

@@ -378,6 +378,20 @@ class TableChat:
         with self.database.batches(checked.sql, session=session) as (columns, batches):
             return write_csv(path, columns, batches, max_rows=cap)
 
+    def feedback(self, answer: Answer, *, good: bool | None = None, sql: str | None = None,
+                 comment: str | None = None, principal: str | None = None,
+                 session: str | None = None, history: Any = None) -> Any:
+        """Keep a person's verdict on ``answer`` in the store (``TABLECHAT_STORE``): a vote
+        (``good``), the right SQL (``sql``, checked by the guard) and/or a ``comment``, with
+        the question, the conversation before it (``history``), the SQL that ran, the engine,
+        model and prompt version, and who gave it (``principal``: a name, never a secret).
+        A vote up or a correction makes the pair a verified example when the ``verifiers``
+        policy allows. Returns the stored ``FeedbackRecord``; raises ``FeedbackError``."""
+        from .store.feedback import record_feedback
+
+        return record_feedback(self, answer, good=good, sql=sql, comment=comment,
+                               principal=principal, session=session, history=history)
+
     # -- sessions: uploads --------------------------------------------------------------------
     def upload(self, session: str, filename: str, source: bytes | str | Path) -> TableInfo:
         """Make a CSV, Parquet or JSON file (its bytes or its path) a table only ``session`` sees.

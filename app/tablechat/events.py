@@ -37,6 +37,18 @@ class Status(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Interpretation(Status):
+    """How the question was read, for the person to check ("Read as: revenue per month, orders
+    in 2024"), and after a refusal the rewordings that can be answered (``suggestions``, each
+    verified by running it). A status event, so a front end that knows no more shows
+    ``message``; ``confidence`` is the engine's own score (0-1), or None."""
+
+    interpretation: str = ""
+    suggestions: tuple[str, ...] = ()
+    confidence: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SQL(Event):
     """A query passed the guard: ``sql`` is what runs (with the row cap imposed), ``source``
     the query as it was written (for running it again without that cap: an export)."""

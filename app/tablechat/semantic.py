@@ -23,6 +23,9 @@ class Metric:
     description: str = ""
     table: str = ""
     synonyms: tuple[str, ...] = ()
+    filter: str = ""  # a SQL condition every use of the metric applies ("which rows count")
+    definition: str = ""  # the rule in a few words, stated beside every answer that uses it
+    unit: str = ""  # currency or unit of the values, e.g. "$"
 
 
 @dataclass(slots=True)
@@ -62,6 +65,9 @@ class SemanticLayer:
                 description=str(mdata.get("description", "")),
                 table=str(mdata.get("table", "")),
                 synonyms=tuple(mdata.get("synonyms") or ()),
+                filter=str(mdata.get("filter") or ""),
+                definition=str(mdata.get("definition") or ""),
+                unit=str(mdata.get("unit") or ""),
             )
         layer.joins = [str(j) for j in data.get("joins") or ()]
         return layer
@@ -86,7 +92,8 @@ class SemanticLayer:
             lines.append("Metrics (use these definitions):")
             for m in self.metrics.values():
                 syn = f" (also called: {', '.join(m.synonyms)})" if m.synonyms else ""
-                lines.append(f"- {m.name}{syn}: {m.expression} -- {m.description}")
+                where = f" WHERE {m.filter}" if m.filter else ""
+                lines.append(f"- {m.name}{syn}: {m.expression}{where} -- {m.description}")
         synonyms = [
             f"- {', '.join(s)} → table {t}" for t, s in self.table_synonyms.items() if s
         ] + [

@@ -11,6 +11,7 @@ from typing import Any
 from .datasets import DatasetError, load_dataset
 from .harness import ENGINES, EvalError, EvalOptions, run_eval
 from .report import Progress, ReportWriter, format_summary, summarize, summary_json
+from .split import DEFAULT_TARGET, cross_validate, format_split
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -62,6 +63,18 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="where databases built from load.sql are cached [default: "
                    "$XDG_CACHE_HOME/tablechat/eval]")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--split", type=_positive, metavar="K",
+                   help="cross-validation by database (offline engine): deal the databases "
+                   "into K folds, tune the confidence threshold on K-1 of them and score the "
+                   "held-out fold; report the held-out figure")
+    p.add_argument("--seed", type=int, default=0,
+                   help="how --split deals the databases into folds [default: 0]")
+    p.add_argument("--target-precision", type=float, default=DEFAULT_TARGET, metavar="P",
+                   help="--split tunes for the best accuracy with precision >= P on the "
+                   f"training folds [default: {DEFAULT_TARGET}]")
+    from .memory import add_memory_argument
+
+    add_memory_argument(p)
     return p
 
 
@@ -75,8 +88,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.engine != "llm" and (args.llm_url or args.llm_model):
         print(f"tablechat eval: --llm-url/--llm-model are ignored with --engine {args.engine}",
               file=sys.stderr)
+    if args.split is not None and args.engine != "offline":
+        print("tablechat eval: --split tunes the offline engine; use --engine offline",
+              file=sys.stderr)
+        return EXIT_USAGE
     options = EvalOptions(engine=args.engine, workers=args.workers, llm_url=args.llm_url,
-                          llm_model=args.llm_model, cache_dir=args.cache_dir)
+                          llm_model=args.llm_model, cache_dir=args.cache_dir,
+                          offline_threshold=0.0 if args.split is not None else None)
+    if getattr(args, "memory", None):
+        from .memory import cmd_eval_memory
+
+        return cmd_eval_memory(args, dataset, options)
     progress = None if args.no_progress else Progress(len(dataset.questions), sys.stderr)
     writer = None
     if args.out is not None:
@@ -97,11 +119,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
             progress.close()
         if writer is not None:
             writer.close()
+    if args.split is not None:
+        return _report_split(run, args)
     summary = summarize(run)
     human = format_summary(summary)
     if args.json:
         print(human, file=sys.stderr)
         print(json.dumps(summary_json(summary), ensure_ascii=False))
+    else:
+        print(human)
+    if args.out is not None:
+        print(f"per-question report: {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _report_split(run: Any, args: argparse.Namespace) -> int:
+    """Print the cross-validated figures (``--split``); with ``--json`` also one JSON line."""
+    try:
+        report = cross_validate(run.results, args.split, seed=args.seed,
+                                target=args.target_precision)
+    except ValueError as exc:
+        print(f"tablechat eval: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    human = format_split(report)
+    if args.json:
+        print(human, file=sys.stderr)
+        print(json.dumps({"dataset": run.dataset.name, "engine": "offline", **report.to_dict()},
+                         ensure_ascii=False))
     else:
         print(human)
     if args.out is not None:

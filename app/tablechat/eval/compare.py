@@ -3,6 +3,8 @@
 A prediction is right when its rows equal the gold rows as a multiset (as a list when the gold
 query has a top-level ORDER BY). Values are compared, never column names; column *order* is
 kept (the usual Spider execution-accuracy rule), so ``SELECT a, b`` and ``SELECT b, a`` differ.
+:func:`column_permutations` gives the orders Spider's test-suite evaluation also accepts; the
+harness reports both verdicts, labelled.
 
 Value rules: numbers compare with a tolerance (relative 1e-6, absolute 1e-9), so an integer
 equals the same float and a ``Decimal`` equals its float; ``NULL`` equals ``NULL``; NaN equals
@@ -153,6 +155,52 @@ def compare_results(
         return Comparison(True)
     a, b = gs[first_diff], ps[first_diff]
     return Comparison(False, f"rows differ: gold has {_show(a)}, predicted has {_show(b)}")
+
+
+MAX_PERMUTED_COLUMNS = 8
+
+
+def column_permutations(gold: Sequence[Sequence[Any]], predicted: Sequence[Sequence[Any]]
+                        ) -> list[tuple[int, ...]]:
+    """The orders of the predicted columns worth trying against the gold columns, as Spider's
+    test-suite evaluation allows (``SELECT b, a`` answers ``SELECT a, b``).
+
+    A predicted column can stand for a gold column only when the two hold the same multiset of
+    values; the identity order is left out (the plain comparison already tried it). Empty
+    when the widths differ or exceed :data:`MAX_PERMUTED_COLUMNS`."""
+    g, p = _normalize_rows(gold), _normalize_rows(predicted)
+    if not g or not p or len({len(r) for r in [*g, *p]}) != 1:
+        return []
+    width = len(g[0])
+    if width < 2 or width > MAX_PERMUTED_COLUMNS:
+        return []
+
+    def column(rows: list[tuple[Any, ...]], i: int) -> list[tuple[Any, ...]]:
+        return [(r[i],) for r in rows]
+
+    fits = [[j for j in range(width)
+             if compare_results(column(g, i), column(p, j), ordered=False).equal]
+            for i in range(width)]
+    out: list[tuple[int, ...]] = []
+
+    def extend(prefix: tuple[int, ...]) -> None:
+        if len(out) > 5000:  # many identical columns: enough orders to find a match
+            return
+        if len(prefix) == width:
+            if prefix != tuple(range(width)):
+                out.append(prefix)
+            return
+        for j in fits[len(prefix)]:
+            if j not in prefix:
+                extend((*prefix, j))
+
+    extend(())
+    return out
+
+
+def permute(rows: Sequence[Sequence[Any]], order: tuple[int, ...]) -> list[tuple[Any, ...]]:
+    """Each row with its columns in ``order`` (gold column i ← predicted column order[i])."""
+    return [tuple(row[j] for j in order) for row in rows]
 
 
 # -- reading the gold SQL ---------------------------------------------------------------------

@@ -28,7 +28,14 @@ from ..answer import Answer
 from ..api import connect
 from ..core import TableChat
 from ..errors import TableChatError
-from .compare import Comparison, compare_results, has_top_level_order_by
+from ..offline import OfflineEngine
+from .compare import (
+    Comparison,
+    column_permutations,
+    compare_results,
+    has_top_level_order_by,
+    permute,
+)
 from .datasets import (
     DatabaseBuildError,
     DatabaseSource,
@@ -62,13 +69,15 @@ class QuestionResult:
     kind: str
     status: str = SCORED
     predicted_sql: str | None = None
-    correct: bool = False
+    correct: bool = False  # strict: columns in the gold order
+    correct_any_order: bool = False  # columns in any order (Spider's test-suite rule)
     answered: bool = False
     error: str | None = None
     reason: str | None = None  # why a prediction was judged wrong
     engine: str | None = None  # which engine answered (TableChat's Answer.engine)
     text: str | None = None  # the engine's words when it gave no result
     latency: float = 0.0
+    confidence: float | None = None  # the offline engine's score of its reading (0-1)
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -92,6 +101,10 @@ class EvalOptions:
     llm_model: str | None = None
     cache_dir: Path | None = None
     max_rows: int = EVAL_MAX_ROWS
+    # the offline engine's confidence threshold for this run (None: the engine's own);
+    # ``--split`` runs at 0 and applies thresholds afterwards (split.py)
+    offline_threshold: float | None = None
+    memory: Callable[[str], Any] | None = None  # db_id → verified examples (eval/memory.py)
 
 
 @dataclass(slots=True)
@@ -142,6 +155,9 @@ class _Databases:
             tc = self._open.get(db_id)
             if tc is None:
                 tc = self._connect(self._paths[db_id])
+                from .memory import attach  # memory only with --memory (eval/memory.py)
+
+                attach(tc, self._options.memory(db_id) if self._options.memory else None)
                 self._open[db_id] = tc
             return tc
 
@@ -151,7 +167,11 @@ class _Databases:
             return connect(path, llm=opts.llm_url, llm_model=opts.llm_model,
                            max_rows=opts.max_rows)
         # offline and gold: no LLM, whatever TABLECHAT_LLM_URL says ("" reads as unset)
-        return connect(path, llm_url="", max_rows=opts.max_rows)
+        tc = connect(path, llm_url="", max_rows=opts.max_rows)
+        engine = tc._offline  # the eval is part of the package: it may set the threshold
+        if opts.offline_threshold is not None and isinstance(engine, OfflineEngine):
+            engine.threshold = opts.offline_threshold
+        return tc
 
     def close(self) -> None:
         with self._guard:
@@ -215,6 +235,7 @@ def evaluate_question(dbs: _Databases, question: Question, engine: str) -> Quest
     result.latency = time.perf_counter() - start
     result.predicted_sql = answer.sql
     result.engine = answer.engine or None
+    result.confidence = answer.confidence
     result.llm_calls = answer.usage.llm_calls
     result.prompt_tokens = answer.usage.prompt_tokens
     result.completion_tokens = answer.usage.completion_tokens
@@ -230,11 +251,20 @@ def evaluate_question(dbs: _Databases, question: Question, engine: str) -> Quest
         return result
     result.answered = True
     ordered = has_top_level_order_by(question.gold_sql)
-    verdict = compare_results(gold.rows, predicted, ordered=ordered)
-    if ordered and not verdict.equal:
-        verdict = _with_ties(tc, question.gold_sql, predicted) or verdict
-    result.correct = verdict.equal
+
+    def judge(rows: list[tuple[Any, ...]]) -> Comparison:
+        verdict = compare_results(gold.rows, rows, ordered=ordered)
+        if ordered and not verdict.equal:
+            verdict = _with_ties(tc, question.gold_sql, rows) or verdict
+        return verdict
+
+    verdict = judge(predicted)
+    result.correct = result.correct_any_order = verdict.equal
     result.reason = verdict.reason or None
+    if not verdict.equal:
+        result.correct_any_order = any(
+            judge(permute(predicted, order)).equal
+            for order in column_permutations(gold.rows, predicted))
     return result
 
 

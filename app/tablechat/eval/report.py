@@ -19,12 +19,14 @@ from .harness import GOLD_ERROR, NO_DATABASE, EvalRun, QuestionResult
 class Tally:
     total: int = 0  # questions scored
     answered: int = 0  # of those, the engine returned a result
-    correct: int = 0
+    correct: int = 0  # strict column order
+    correct_any_order: int = 0  # columns in any order (Spider's test-suite evaluation)
 
     def add(self, result: QuestionResult) -> None:
         self.total += 1
         self.answered += int(result.answered)
         self.correct += int(result.correct)
+        self.correct_any_order += int(result.correct_any_order)
 
     @property
     def accuracy(self) -> float:
@@ -34,9 +36,20 @@ class Tally:
     def precision(self) -> float:
         return self.correct / self.answered if self.answered else 0.0
 
+    @property
+    def accuracy_any_order(self) -> float:
+        return self.correct_any_order / self.total if self.total else 0.0
+
+    @property
+    def precision_any_order(self) -> float:
+        return self.correct_any_order / self.answered if self.answered else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         return {"total": self.total, "answered": self.answered, "correct": self.correct,
-                "accuracy": round(self.accuracy, 6), "precision": round(self.precision, 6)}
+                "accuracy": round(self.accuracy, 6), "precision": round(self.precision, 6),
+                "correct_any_order": self.correct_any_order,
+                "accuracy_any_order": round(self.accuracy_any_order, 6),
+                "precision_any_order": round(self.precision_any_order, 6)}
 
 
 @dataclass(slots=True)
@@ -109,6 +122,9 @@ def summary_json(summary: Summary) -> dict[str, Any]:
         "correct": overall.correct,
         "accuracy": round(overall.accuracy, 6),
         "precision": round(overall.precision, 6),
+        "correct_any_order": overall.correct_any_order,
+        "accuracy_any_order": round(overall.accuracy_any_order, 6),
+        "precision_any_order": round(overall.precision_any_order, 6),
         "questions": summary.questions,
         "no_database": summary.no_database,
         "gold_errors": summary.gold_errors,
@@ -130,7 +146,8 @@ def _rows(title: str, tallies: Iterable[tuple[str, Tally]], width: int) -> list[
         label = f"  {name}" if title else name
         lines.append(
             f"{label:<{width}} {t.total:>6} {t.answered:>9} {t.correct:>8} "
-            f"{t.accuracy:>9.1%} {t.precision:>10.1%}"
+            f"{t.accuracy:>9.1%} {t.precision:>10.1%} {t.correct_any_order:>8} "
+            f"{t.accuracy_any_order:>9.1%} {t.precision_any_order:>10.1%}"
         )
     return lines
 
@@ -150,8 +167,10 @@ def format_summary(summary: Summary) -> str:
         f"scored    {summary.overall.total}"
         + (f" (left out: {', '.join(left_out)})" if left_out else ""),
         "",
+        f"{'':<{width}} {'':>6} {'':>9} {'strict column order':>29} "
+        f"{'any column order (test-suite)':>29}",
         f"{'':<{width}} {'total':>6} {'answered':>9} {'correct':>8} {'accuracy':>9} "
-        f"{'precision':>10}",
+        f"{'precision':>10} {'correct':>8} {'accuracy':>9} {'precision':>10}",
         *_rows("", [("all", summary.overall)], width),
     ]
     if summary.by_db:

@@ -36,6 +36,7 @@ class SQLBuilder:
         self.penalty = 1.0
         self.notes: list[str] = []
         self.many: set[str] = set()
+        self.inline_rules = False
         self.table_words = {w for t in index.tables.values() for w in t.words}
 
     # -- expressions --------------------------------------------------------------------------
@@ -182,7 +183,11 @@ class SQLBuilder:
                 selects.append(self.aliased(expr, name, used_alias, bare=not g.bucket))
         for c in intent.columns:
             selects.append(self.aliased(self.col(c), c.column, used_alias, bare=True))
+        rules = self.metric_filters(intent)
         measure_exprs = [self.measure_expr(m, base, fanout) for m in intent.measures]
+        if self.inline_rules:
+            measure_exprs = [self.filtered(e, r) if (r := self.metric_rule(m, intent)) else e
+                             for m, e in zip(intent.measures, measure_exprs, strict=True)]
         for m, expr in zip(intent.measures, measure_exprs, strict=True):
             if not m.hidden:
                 selects.append(self.aliased(expr, m.label, used_alias))
@@ -200,6 +205,8 @@ class SQLBuilder:
         where = self.where(intent.conds, self.many)
         if where is not None:
             tree = tree.where(where)
+        for rule in rules:
+            tree = tree.where(rule)
         if group_exprs and (intent.measures or intent.having):
             tree = tree.group_by(*group_exprs)
         for h in intent.having:
@@ -241,6 +248,46 @@ class SQLBuilder:
             return exp.TimestampTrunc(this=col, unit=exp.Var(this="WEEK")), "week"
         return exp.cast(col, exp.DataType.build("DATE")), "day"
 
+    def requalify(self, tree: exp.Expr) -> exp.Expr:
+        """A semantic-layer expression with its columns named as this query names them."""
+        tree = tree.copy()
+        for c in list(tree.find_all(exp.Column)):
+            entry = self.index.table(c.table) if c.table else None
+            if entry is not None:
+                c.replace(self.col(Col(entry.name, c.name)))
+        return tree
+
+    def metric_rule(self, m: Measure, intent: Intent) -> exp.Expr | None:
+        """The row rule of a metric ("revenue excludes cancelled orders"), unless the question
+        sets a condition on a column the rule reads: then the person's condition wins."""
+        info = self.index.metrics.get(m.metric) if m.func == "metric" else None
+        if info is None or info.filter is None:
+            return None
+        ruled = {c.name.lower() for c in info.filter.find_all(exp.Column)}
+        if any(c.col.column.lower() in ruled for c in intent.conds):
+            return None
+        return self.requalify(info.filter)
+
+    def metric_filters(self, intent: Intent) -> list[exp.Expr]:
+        """The metrics' row rules as WHERE conditions, when every measure shares one rule;
+        otherwise each metric filters its own aggregates (``FILTER (WHERE ...)``) so that
+        "revenue and number of orders" still counts every order."""
+        rules = [self.metric_rule(m, intent) for m in intent.measures]
+        first = rules[0] if rules else None
+        if first is not None and all(r is not None and r == first for r in rules):
+            self.inline_rules = False
+            return [first]
+        self.inline_rules = True
+        return []
+
+    def filtered(self, tree: exp.Expr, rule: exp.Expr) -> exp.Expr:
+        """Every aggregate of ``tree`` counting only the rows ``rule`` keeps."""
+        if isinstance(tree, exp.AggFunc):
+            return exp.Filter(this=tree, expression=exp.Where(this=rule.copy()))
+        for agg in list(tree.find_all(exp.AggFunc)):
+            agg.replace(exp.Filter(this=agg.copy(), expression=exp.Where(this=rule.copy())))
+        return tree
+
     def measure_expr(self, m: Measure, base: str, fanout: bool) -> exp.Expr:
         if m.func == "count":
             entry = self.index.table(m.table) if m.table else None
@@ -248,13 +295,7 @@ class SQLBuilder:
                 return exp.Count(this=exp.Star())
             return exp.Count(this=exp.Distinct(expressions=[self.col(Col(entry.name, entry.key))]))
         if m.func == "metric":
-            info = self.index.metrics[m.metric]
-            tree = info.expression.copy()
-            for c in tree.find_all(exp.Column):
-                entry = self.index.table(c.table) if c.table else None
-                if entry is not None:
-                    c.replace(self.col(Col(entry.name, c.name)))
-            return tree
+            return self.requalify(self.index.metrics[m.metric].expression)
         assert m.col is not None
         col = self.col(m.col)
         if m.func == "count_distinct":

@@ -9,6 +9,10 @@ from typing import Any
 from .index import Target
 from .intent import DateSpec
 from .roles import SOFT_LINKS, ParserBase, PCond, Ref
+from .text import OPERATOR_WORDS
+
+# Keywords that make a word an operator; such a word is a value only when quoted.
+OPERATOR_KWS = ("agg", "count", "cmp", "cmpprop", "supprop", "mode", "between", "top")
 
 
 class ConditionPasses(ParserBase):
@@ -186,6 +190,9 @@ class ConditionPasses(ParserBase):
             vm = it.get("value") or it.get("quoted")
             if vm is None or (it.get("schema") is not None and not self._prefer_value(j)):
                 continue
+            if it.get("quoted") is None and (it.has_kw(*OPERATOR_KWS) or any(
+                    t.norm in OPERATOR_WORDS for t in self.p.tokens[it.start:it.end])):
+                continue  # "average", "ratio": read as operators, never as data (issue 12)
             hit_cols = {(h.table, h.column) for h in vm.hits}
             ref = None
             lk = self.left(j, SOFT_LINKS)

@@ -26,10 +26,11 @@ from ..sql.database import Database
 from ..sql.schema import SchemaSnapshot
 from . import followup
 from .build import PlanError, SQLBuilder
+from .explain import interpretation, plural
 from .index import IndexBuilder, SchemaIndex
 from .intent import Intent
 from .parse import Parsed, Parser
-from .reply import answer_text, chat_text, decline_text
+from .reply import answer_text, chat_text, decline_text, examples
 from .resolve import Resolver
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Plan:
     intent: Intent | None = None
     tree: exp.Expr | None = None
     followup: bool = False
+    carried: list[str] = field(default_factory=list)  # context kept from earlier questions
 
     @property
     def answerable(self) -> bool:
@@ -61,6 +63,7 @@ class OfflineEngine:
     """Answers questions from the schema, the semantic layer and the data's values."""
 
     name = "offline"
+    memory: Any = None  # tablechat.memory.Memory or StoreMemory: verified examples
 
     def __init__(self, db: Database, semantic: SemanticLayer | None = None, *,
                  threshold: float = THRESHOLD) -> None:
@@ -133,14 +136,23 @@ class OfflineEngine:
         if not previous:
             return own
         marked = followup.looks_like_followup(question)
-        if own.answerable and not marked:
-            return own
+        if own.answerable and (not followup.marked_as_followup(question) or (
+                not followup.strongly_marked(question) and self._has_subject(parsed))):
+            return own  # a question with its own subject is a new question (issue 12)
         fu = self._followup(question, index, messages)
         if fu is not None and fu.answerable and (marked or fu.confidence > own.confidence):
             return fu
         if own.kind == "decline" and self._is_chat(parsed):
             return Plan(question, "chat", confidence=1.0)
         return own
+
+    @staticmethod
+    def _has_subject(parsed: Parsed) -> bool:
+        """The question names what it wants itself: a measure, a column or table to show or
+        group by, a ranking. "top 5 products by revenue" has; "only Europe" has not."""
+        return bool(parsed.projections or any(m.ref is not None for m in parsed.measures)
+                    or any(ref is not None for ref, _b, _p in parsed.groups)
+                    or any(r.ref is not None for r in parsed.ranks))
 
     def _is_chat(self, parsed: Parsed) -> bool:
         for it in parsed.items:
@@ -158,10 +170,11 @@ class OfflineEngine:
         """The intent of the conversation so far: each question applied to the one before."""
         intent: Intent | None = None
         for q in questions[-HISTORY_QUESTIONS:]:
-            own, _ = self._intent(q, index)
+            own, parsed = self._intent(q, index)
             if own.confidence >= self.threshold and not (
-                    intent is not None and followup.looks_like_followup(q)):
-                intent = own
+                    intent is not None and followup.marked_as_followup(q) and (
+                        followup.strongly_marked(q) or not self._has_subject(parsed))):
+                intent = own  # a question of its own: what came before no longer applies
                 continue
             if intent is None:
                 continue
@@ -182,13 +195,15 @@ class OfflineEngine:
             merged = followup.merge(prev, delta)
             plan = self._finish(question, merged, index, parsed, is_followup=True)
             if plan.answerable:
+                plan.carried = followup.carried(prev, delta, merged)
                 return plan
         last_sql = next((m.sql for m in reversed(messages) if m.sql), None)
         if last_sql:
             sql = followup.apply_to_sql(last_sql, delta, index)
             if sql is not None:
                 return Plan(question, "answer", sql, delta.confidence, delta.understood,
-                            delta.missing, delta, None, True)
+                            delta.missing, delta, None, True,
+                            carried=["the previous answer's query"])
         return None
 
     def plan(self, question: str, snapshot: SchemaSnapshot, history: Any = None,
@@ -203,13 +218,61 @@ class OfflineEngine:
 
         Database errors (``TableChatError``) still propagate."""
         try:
-            return self.analyze(question, snapshot, history, session)
+            plan = self.analyze(question, snapshot, history, session)
         except TableChatError:
             raise
         except Exception as exc:  # a question the parser trips on: decline, log it
             log.warning("offline engine could not read %r: %s", question[:200], exc,
                         exc_info=True)
-            return Plan(question, "decline", missing=["a way to read this question"])
+            plan = Plan(question, "decline", missing=["a way to read this question"])
+        if not plan.answerable and self.memory is not None:  # verified examples (issue 14)
+            from .memory import recall
+
+            plan = recall(self.memory, self.db, question, snapshot, history) or plan
+        return plan
+
+    # -- suggestions ----------------------------------------------------------------------------
+    def suggestions(self, plan: Plan, ctx: QuestionContext, limit: int = 3) -> list[str]:
+        """Up to ``limit`` rewordings of a refused question that this engine answers: each is
+        planned and run before it is offered, so a suggestion never leads to another refusal."""
+        index = self.index(ctx.snapshot, ctx.session)
+        cands: list[str] = list(self._from_reading(plan))
+        cands += examples(index, n=6)
+        out: list[str] = []
+        for q in dict.fromkeys(cands):
+            if len(out) >= limit:
+                break
+            if q.lower() == plan.question.lower() or not self._works(q, ctx):
+                continue
+            out.append(q[:1].upper() + q[1:])
+        return out
+
+    @staticmethod
+    def _from_reading(plan: Plan) -> list[str]:
+        """Questions built from what was understood of a refused one ("How many orders have
+        status cancelled?" for "the ratio of cancelled orders to all orders")."""
+        intent = plan.intent
+        if intent is None or not intent.subject:
+            return []
+        subject = plural(intent.subject.replace("_", " "))
+        out = []
+        for c in intent.conds:
+            if c.op == "=" and len(c.values) == 1 and isinstance(c.values[0], str) and \
+                    c.col.table == intent.subject and c.col.column.lower() != "name":
+                out.append(f"How many {subject} have {c.col.column.replace('_', ' ')} "
+                           f"{c.values[0]}?")
+        out.append(f"How many {subject} are there?")
+        return out
+
+    def _works(self, question: str, ctx: QuestionContext) -> bool:
+        try:
+            plan = self.analyze(question, ctx.snapshot, None, ctx.session)
+            if not plan.answerable or plan.sql is None:
+                return False
+            return bool(ctx.run(ctx.check(plan.sql)).rows)
+        except Exception as exc:  # a suggestion that fails is simply not offered
+            log.debug("suggestion %r not offered: %s", question, exc)
+            return False
 
     # -- the event stream ---------------------------------------------------------------------
     async def run(self, ctx: QuestionContext, usage: Usage) -> AsyncIterator[ev.Event]:
@@ -221,11 +284,20 @@ class OfflineEngine:
             yield ev.AnswerText(text=chat_text(index), engine=self.name)
             return
         if not plan.answerable or plan.sql is None:
-            yield ev.AnswerText(text=decline_text(plan.intent if plan.intent else None)
-                                if plan.intent else decline_text(None), engine=self.name)
+            tips = await _loop.in_thread(self.suggestions, plan, ctx)
+            text = decline_text(plan.intent, tips)
+            unknown = plan.intent.unknown if plan.intent is not None else []
+            short = ("not answered: " + ", ".join(f"“{w}”" for w in unknown) + " not understood"
+                     if unknown else "not answered: not sure enough of the reading")
+            yield ev.Interpretation(step="refused", message=short, suggestions=tuple(tips),
+                                    confidence=plan.confidence)
+            yield ev.AnswerText(text=text, engine=self.name)
             return
-        if plan.understood:
-            yield ev.Status(step="understand", message="understood: " + "; ".join(plan.understood))
+        index = await _loop.in_thread(self.index, ctx.snapshot, ctx.session)
+        intent = plan.intent or Intent()
+        reading = interpretation(intent, index, plan.carried)
+        yield ev.Interpretation(step="interpretation", message=reading, interpretation=reading,
+                                confidence=plan.confidence)
         checked = ctx.check(plan.sql)
         yield ev.SQL(sql=checked.sql, attempt=1, source=plan.sql)
         yield ev.Status(step="run", message="running the query")
@@ -235,6 +307,7 @@ class OfflineEngine:
         spec = chart_spec(result.columns, result.rows)
         if spec is not None:
             yield ev.Chart(spec=spec)
-        intent = plan.intent or Intent()
-        text = answer_text(intent, result.columns, result.rows, result.truncated)
+        text = answer_text(intent, result.columns, result.rows, result.truncated, index)
+        if plan.carried:
+            text += " (Kept from your earlier question: " + ", ".join(plan.carried) + ".)"
         yield ev.AnswerText(text=text, engine=self.name)

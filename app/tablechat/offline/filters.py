@@ -10,16 +10,14 @@ from .index import name_words
 from .intent import Col, Cond, DateSpec, GroupKey, Having, Intent
 from .roles import PCond
 from .scope import ResolverBase
-from .text import FILLER, SOFT_VERBS, STOPWORDS, root
+from .text import FILLER, OPERATOR_WORDS, SOFT_VERBS, STOPWORDS, root
 
 HARMLESS_KW = frozenset({"and", "or", "comma", "only", "this", "distinct", "then", "dir",
-                         "instead", "whatabout", "unit", "recent", "halfword", "top", "howmuch",
-                         "breakdown"})
-UNKNOWN_PENALTY = 0.45
-# Confidence kept when a keyword of this kind is left unexplained.
-KW_PENALTY = {"both": 0.35, "star": 0.6, "neg": 0.3, "cmp": 0.45, "cmpprop": 0.45, "agg": 0.4,
-              "count": 0.45, "group": 0.45, "order": 0.6, "mode": 0.5, "supprop": 0.5,
-              "like": 0.5, "between": 0.4, "month": 0.5, "quarter": 0.5, "half": 0.5, "ytd": 0.5}
+                         "instead", "whatabout", "halfword", "howmuch", "breakdown"})
+# Words about how to present a result: accounted for by the table and chart every answer has.
+PRESENTATION = frozenset({"chart", "plot", "graph", "visualize", "visualise", "draw", "bar",
+                          "line", "pie", "diagram", "histogram", "table", "tabulate", "view",
+                          "report", "overview"})
 
 
 class FilterResolver(ResolverBase):
@@ -155,7 +153,7 @@ class FilterResolver(ResolverBase):
     def _echoes(self, word: str, intent: Intent) -> bool:
         """'signed' for signup_date, 'opened' for opened_on: a verb form of a used name."""
         stem = root(word)
-        if len(stem) < 4:
+        if len(stem) < 4 or word in OPERATOR_WORDS:
             return False
         used = [*intent.columns, *(c.col for c in intent.conds), *(g.col for g in intent.groups),
                 *(m.col for m in intent.measures if m.col)]
@@ -167,41 +165,43 @@ class FilterResolver(ResolverBase):
         return any(w.startswith(stem[:4]) and len(w) >= 4 for w in words)
 
     def _finish(self, intent: Intent) -> None:
+        """Score the reading, and refuse it (confidence 0) when a content word of the question
+        is left unexplained: a wrong answer stated confidently is worse than "I can't" (issue 12:
+        "monthly" was silently dropped, "average" matched a text value)."""
         score = self.penalty
+        unknown: list[str] = []
         for it in self.p.items:
             if it.used:
                 continue
+            text = " ".join(t.text for t in self.p.tokens[it.start:it.end])
             if it.slot is None:
                 tok = it.token
                 if tok is None or tok.kind == "punct" or tok.norm in STOPWORDS \
-                        or tok.norm in FILLER or tok.stem in FILLER:
+                        or tok.norm in FILLER or tok.stem in FILLER or tok.norm in PRESENTATION:
                     continue
                 if tok.norm in SOFT_VERBS or self._echoes(tok.norm, intent):
                     score *= 0.9
                     continue
-                score *= UNKNOWN_PENALTY
-                self.missing.append(f"the word {tok.text!r}")
+                unknown.append(tok.text)
                 continue
             kws = [k for k in it.kws if k not in HARMLESS_KW and not (
                 k == "agg" and it.kw_arg("agg") == "total" and intent.measures)]
             if it.kws and not kws:
                 continue
-            if kws:
-                score *= min(KW_PENALTY.get(k, 0.6) for k in kws)
-                text = " ".join(t.text for t in self.p.tokens[it.start:it.end])
-                self.missing.append(f"what {text!r} means here")
-            elif it.get("value") or it.get("quoted"):
-                score *= 0.5
-                self.missing.append("a value that matches no column used")
+            number = it.get("number") is not None and text.lower() not in ("one", "ones")
+            if kws or it.get("value") or it.get("quoted") or number or it.date:
+                unknown.append(text)  # a number or date left out is a condition dropped
         if any(it.has_kw("howmuch") for it in self.p.items) and not intent.measures:
-            score *= 0.3
-            self.missing.append("what 'how much' measures")
+            unknown.append("how much")  # nothing measured: the words asking for an amount
         for problem in self.p.problems:
             score *= 0.3
             self.missing.append(problem)
         if not (intent.measures or intent.columns or intent.groups) and not self.partial:
             score = 0.0
             self.missing.append("what to show")
+        if unknown:
+            score = 0.0
+        intent.unknown = list(dict.fromkeys(unknown))
         intent.confidence = round(score, 3)
         intent.understood = intent.describe()
         intent.missing = list(dict.fromkeys(self.missing + self.notes))

@@ -11,6 +11,7 @@ import sqlglot
 from sqlglot import exp
 
 from .build import SQLBuilder
+from .explain import cond_phrase, group_phrase, measure_phrase
 from .index import SchemaIndex
 from .intent import Intent, OrderKey
 
@@ -21,8 +22,36 @@ MARKERS = re.compile(
 REFERS = re.compile(r"\b(instead|it|that|those|them|these|same|too|also|only)\b", re.IGNORECASE)
 
 
+def marked_as_followup(text: str) -> bool:
+    """The words themselves say the question continues the last one ("and in 2023?", "only
+    Europe", "break it down by month", "top 10 instead")."""
+    return bool(MARKERS.search(text) or REFERS.search(text))
+
+
+STRONG = re.compile(r"^\s*(and|what about|how about|same|instead|also|but)\b", re.IGNORECASE)
+
+
+def strongly_marked(text: str) -> bool:
+    """Words that only make sense after another question ("what about", "instead", "it")."""
+    return bool(STRONG.search(text) or REFERS.search(text))
+
+
 def looks_like_followup(text: str) -> bool:
-    return bool(MARKERS.search(text) or REFERS.search(text)) or len(text.split()) <= 4
+    """Marked as a follow-up, or too short to stand alone ("Europe?", "in 2023")."""
+    return marked_as_followup(text) or len(text.split()) <= 4
+
+
+def carried(prev: Intent, delta: Intent, merged: Intent) -> list[str]:
+    """What ``merged`` keeps from the earlier question that the follow-up did not say itself,
+    as phrases for people: carried context is stated, never silent (issue 12)."""
+    out = [cond_phrase(c) for c in merged.conds if c not in delta.conds]
+    if not delta.groups:
+        out += [group_phrase(g) for g in merged.groups if g.show or g.bucket]
+    if not [m for m in delta.measures if not m.hidden]:
+        out += [measure_phrase(m) for m in merged.measures if not m.hidden]
+    if merged.limit and not delta.limit:
+        out.append(f"top {merged.limit}")
+    return out
 
 
 def has_changes(delta: Intent) -> bool:

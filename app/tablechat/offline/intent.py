@@ -150,12 +150,14 @@ class Intent:
     confidence: float = 0.0
     understood: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # words of the question left unexplained
 
     def copy(self) -> Intent:
         return replace(self, measures=list(self.measures), columns=list(self.columns),
                        conds=list(self.conds), groups=list(self.groups),
                        having=list(self.having), order=list(self.order), joins=list(self.joins),
-                       understood=list(self.understood), missing=list(self.missing))
+                       understood=list(self.understood), missing=list(self.missing),
+                       unknown=list(self.unknown))
 
     @property
     def is_empty(self) -> bool:

@@ -93,11 +93,12 @@ def _keywords() -> dict[tuple[str, ...], list[tuple[str, Any]]]:
         add(w, "distinct")
     for w in MODE_WORDS:
         add(w, "mode")
-    for p in ("most common", "most frequent", "most popular", "most often", "most frequently",
-              "most commonly", "the most common", "the most frequent", "the most popular"):
+    # "popular" is left out: it may mean the most rows, a share or a rating; a semantic
+    # layer that defines it (the demo's "most popular" = units sold) still answers
+    for p in ("most common", "most frequent", "most often", "most frequently",
+              "most commonly", "the most common", "the most frequent"):
         add(p, "mode", "max")
-    for p in ("least common", "least frequent", "least popular", "the least common",
-              "least frequently", "the least popular"):
+    for p in ("least common", "least frequent", "the least common", "least frequently"):
         add(p, "mode", "min")
     add("top", "top", "desc")
     add("bottom", "top", "asc")

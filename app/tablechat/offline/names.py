@@ -83,6 +83,7 @@ class MetricInfo:
     expression: exp.Expr
     tables: tuple[str, ...]
     base: str
+    filter: exp.Expr | None = None  # which rows the metric counts (the semantic layer's rule)
 
 
 @dataclass(slots=True)

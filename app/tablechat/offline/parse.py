@@ -12,6 +12,10 @@ from .conditions import ConditionPasses
 from .roles import SOFT_LINKS, TIME_WORDS, Parsed, PMeasure, PRank
 from .text import ALL_WORDS
 
+# Time-grain adjectives that ask for one row per period wherever they stand.
+ADVERB_UNITS = frozenset({"daily", "weekly", "monthly", "quarterly", "yearly", "annual",
+                          "annually"})
+
 
 class Parser(ConditionPasses):
     def parse(self) -> Parsed:
@@ -137,6 +141,14 @@ class Parser(ConditionPasses):
                     continue
                 unit = target.kw_arg("unit")
                 ref = self.schema(k, ("column", "table", "metric"))
+                top = next((r for r in self.p.ranks if r.kind == "measure"), None)
+                if by and ref is not None and top is not None and pending is None and \
+                        all(t.kind == "table" for t in ref.targets):
+                    # "top countries by customers": ranked by how many customers each has,
+                    # not grouped by the customers themselves (issue 12)
+                    self.p.ranks.append(PRank(top.desc, "count", ref, pos=j, limit=top.limit))
+                    self.use(j, k, role="rank")
+                    continue
                 before = self.item(j - 1)
                 if by and before is not None and before.has_kw("sortdir", "dir") and \
                         not before.get("schema") and pending is None:
@@ -237,6 +249,14 @@ class Parser(ConditionPasses):
                         ref is None or max(t.weight for t in tref.targets)
                         >= max(t.weight for t in ref.targets)):
                     ref = tref
+                word = self.items[funcs[0]].kw_arg("agg")
+                if ref is None and len(funcs) == 1 and word in ("total", "sum") and (
+                        rows := self.schema(k, ("table",))) is not None:
+                    # "total cities in each district": how many, never a ranking (issue 12)
+                    self.p.measures.append(PMeasure("count", rows, funcs[0]))
+                    self.use(funcs[0], rows.pos, role="measure")
+                    j += 1
+                    continue
                 explicit = all(self._explicit_agg(f) for f in funcs) or (
                     ref is not None and all(t.kind == "table" for t in ref.targets))
                 if ref is not None and explicit:
@@ -326,6 +346,8 @@ class Parser(ConditionPasses):
             if agg is None:
                 continue
             func = str(agg.arg)
+            if func in ("avg", "sum", "total"):
+                continue  # an aggregate left unused is reported, never read as a ranking
             desc = func in ("max", "maxcount", "latest")
             word = self.p.tokens[it.start].norm
             if func == "latest" or word in ("earliest", "newest", "latest"):
@@ -382,7 +404,9 @@ class Parser(ConditionPasses):
             if ref is not None:
                 self.p.projections.append(ref)
                 self.use(j, role="projection")
-            elif isinstance(unit := it.kw_arg("unit"), str) and j > 0 and \
-                    self.items[j - 1].word in ("which", "what"):
+            elif isinstance(unit := it.kw_arg("unit"), str) and (
+                    (j > 0 and self.items[j - 1].word in ("which", "what"))
+                    or self.p.tokens[it.start].norm in ADVERB_UNITS):
+                # "monthly revenue" is revenue per month (issue 12: it was silently dropped)
                 self.p.groups.append((None, unit, j))
                 self.use(j, role="group")

@@ -94,9 +94,11 @@ class PhraseBuilder:
         for m in self.semantic.metrics.values():
             try:
                 tree = sqlglot.parse_one(m.expression, read="duckdb")
+                cond = sqlglot.parse_one(m.filter, read="duckdb") if m.filter else None
             except sqlglot.errors.ParseError:
                 continue
-            tables = tuple(dict.fromkeys(c.table for c in tree.find_all(exp.Column) if c.table))
+            cols = [*tree.find_all(exp.Column), *(cond.find_all(exp.Column) if cond else ())]
+            tables = tuple(dict.fromkeys(c.table for c in cols if c.table))
             known = [index.table(t) for t in tables]
             if not tables or any(k is None for k in known):
                 continue
@@ -104,4 +106,4 @@ class PhraseBuilder:
             if base is None:
                 continue
             names = tuple(k.name for k in known if k)
-            index.metrics[m.name] = MetricInfo(m, tree, names, base.name)
+            index.metrics[m.name] = MetricInfo(m, tree, names, base.name, cond)

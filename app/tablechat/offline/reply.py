@@ -7,19 +7,21 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from .explain import cond_phrase, interpretation, measure_phrase, plural
 from .index import SchemaIndex
 from .intent import Intent
 from .text import split_identifier, stem
 
-LLM_HELP = (
-    "An LLM would answer it: start a vLLM server (for example `vllm serve "
-    "Qwen/Qwen2.5-Coder-7B-Instruct`) and set TABLECHAT_LLM_URL=http://127.0.0.1:8000/v1 "
-    "(or pass --llm-url)."
-)
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")
 
 
-def fmt(value: Any) -> str:
-    """A number or value as people read it: 5,000 · 4.1M · 12.35 · 2024-03-01."""
+def fmt(value: Any, unit: str = "") -> str:
+    """A number or value as people read it: 5,000 · 4.1M · 12.35 · 2024-03-01 · $1,250.00
+    (``unit``: the currency the semantic layer gives the figure)."""
+    if unit and isinstance(value, int | float) and not isinstance(value, bool):
+        text = fmt(value)
+        return f"-{unit}{text[1:]}" if text.startswith("-") else f"{unit}{text}"
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, int):
@@ -47,14 +49,16 @@ def _short(value: float) -> str:
 
 
 def _noun(text: str) -> str:
-    return text.replace("_", " ")
+    """A table or column name as a lower-case noun: 'Order_Items' → 'order items'."""
+    return text.replace("_", " ").lower()
 
 
 def answer_text(intent: Intent, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                truncated: bool = False) -> str:
-    """One or two sentences that state the result."""
+                truncated: bool = False, index: SchemaIndex | None = None) -> str:
+    """One or two sentences that state the result, its figures formatted one way (thousands
+    separators, the metric's currency, years and months as people write them)."""
     if not rows:
-        return "No rows match " + ("; ".join(intent.understood) or "the question") + "."
+        return "No rows match " + (_where(intent).strip() or "the question") + "."
     visible = [m for m in intent.measures if not m.hidden]
     where = _where(intent)
     if len(rows) == 1 and visible and not intent.groups:
@@ -62,15 +66,18 @@ def answer_text(intent: Intent, columns: Sequence[str], rows: Sequence[Sequence[
             m = visible[0]
             value = rows[0][0]
             if m.func == "count" and m.table:
-                return f"There are {fmt(value)} {_noun(m.table)}{where}."
-            return f"The {m.describe()}{where} is {fmt(value)}."
-        parts = [f"{_noun(str(c))}: {fmt(v)}" for c, v in zip(columns, rows[0], strict=False)]
-        return "; ".join(parts) + (f" ({where.strip()})" if where else "") + "."
+                return f"There are {fmt(value)} {plural(_noun(m.table))}{where}."
+            return f"The {measure_phrase(m)}{where} is {fmt(value, _unit(m, index))}."
+        units = [""] * (len(columns) - len(visible)) + [_unit(m, index) for m in visible]
+        parts = [f"{_noun(str(c))}: {fmt(v, u)}"
+                 for c, v, u in zip(columns, rows[0], units, strict=False)]
+        text = "; ".join(parts)
+        return text[:1].upper() + text[1:] + (f" ({where.strip()})" if where else "") + "."
     shown = [g for g in intent.groups if g.show]
     if shown and visible and len(columns) > len(shown):
-        return _group_text(intent, shown, visible[0], rows, where)
+        return _group_text(intent, shown, visible[0], rows, where, _unit(visible[0], index))
     if shown and not visible and len(rows) >= 1:
-        first = _label(rows[0], len(shown))
+        first = _label(rows[0], shown)
         noun = _group_noun(intent, shown[0])
         return f"The {noun} with the {_rank_word(intent)} {_rank_what(intent)} is {first}{where}."
     if len(rows) == 1 and len(columns) == 1:
@@ -78,10 +85,18 @@ def answer_text(intent: Intent, columns: Sequence[str], rows: Sequence[Sequence[
     if len(rows) == 1:
         return "; ".join(f"{_noun(str(c))}: {fmt(v)}" for c, v in zip(columns, rows[0],
                                                                        strict=False)) + "."
-    what = _noun(intent.subject) if intent.subject else "rows"
+    what = plural(_noun(intent.subject)) if intent.subject else "rows"
     if truncated:
         return f"Showing the first {fmt(len(rows))} {what}{where} (there are more)."
     return f"Found {fmt(len(rows))} {what}{where}."
+
+
+def _unit(m: Any, index: SchemaIndex | None) -> str:
+    """The currency or unit the semantic layer gives a metric ("" for anything else)."""
+    if index is None or m.func != "metric":
+        return ""
+    info = index.metrics.get(m.metric)
+    return info.metric.unit if info is not None else ""
 
 
 def _group_noun(intent: Intent, g: Any) -> str:
@@ -96,14 +111,6 @@ def _singular(word: str) -> str:
     return stem(word.split()[-1]) if word else word
 
 
-def _plural(word: str) -> str:
-    if word.endswith("s"):
-        return word
-    if word.endswith("y") and word[-2:-1] not in "aeiou":
-        return word[:-1] + "ies"
-    return word + ("es" if word.endswith(("ch", "sh", "x")) else "s")
-
-
 def _rank_word(intent: Intent) -> str:
     return "lowest" if intent.order and not intent.order[0].desc else "highest"
 
@@ -116,43 +123,75 @@ def _rank_what(intent: Intent) -> str:
 
 
 def _group_text(intent: Intent, shown: list[Any], m: Any, rows: Sequence[Sequence[Any]],
-                where: str) -> str:
-    label = _label(rows[0], len(shown))
-    value = rows[0][len(shown)]
+                where: str, unit: str = "") -> str:
+    n = len(shown)
+    label = _label(rows[0], shown)
+    value = rows[0][n]
     noun = _group_noun(intent, shown[0])
+    what = measure_phrase(m)
     if any(g.bucket for g in shown) and not (intent.order and intent.order[0].measure >= 0):
         last = rows[-1]
-        return (f"{m.describe().capitalize()} by {noun}{where}: {len(rows)} periods, from "
-                f"{_label(rows[0], len(shown))} ({fmt(value)}) to {_label(last, len(shown))} "
-                f"({fmt(last[len(shown)])}).")
+        periods = f"{len(rows)} {noun}s" if len(rows) != 1 else f"1 {noun}"
+        return (f"{what[:1].upper()}{what[1:]} per {noun}{where}: {periods}, from "
+                f"{label} ({fmt(value, unit)}) to {_label(last, shown)} "
+                f"({fmt(last[n], unit)}).")
     word = _rank_word(intent)
-    count = f"{len(rows)} {_plural(noun)}"
+    count = f"{len(rows)} {plural(noun)}"
     if intent.limit and intent.limit > 1:
-        count = f"the top {len(rows)} {_plural(noun)} shown"
+        count = f"the top {len(rows)} {plural(noun)} shown"
     elif intent.limit == 1:
-        return f"{label} has the {word} {m.describe()} ({fmt(value)}){where}."
-    return f"{label} has the {word} {m.describe()} ({fmt(value)}) of {count}{where}."
+        return f"{label} has the {word} {what} ({fmt(value, unit)}){where}."
+    return f"{label} has the {word} {what} ({fmt(value, unit)}) of {count}{where}."
 
 
-def _label(row: Sequence[Any], n: int) -> str:
-    return ", ".join(fmt(v) for v in row[:max(1, n)])
+def _label(row: Sequence[Any], groups: list[Any]) -> str:
+    """A group's key as people write it: a year without separators, a month by its name."""
+    out = []
+    for i, v in enumerate(row[:max(1, len(groups))]):
+        g = groups[i] if i < len(groups) else None
+        bucket = getattr(g, "bucket", "")
+        if bucket == "month" and isinstance(v, int) and 1 <= v <= 12:
+            out.append(MONTHS[v - 1])
+        elif bucket == "month" and isinstance(v, dt.date):
+            out.append(f"{MONTHS[v.month - 1]} {v.year}")
+        elif isinstance(v, int | float) and not isinstance(v, bool) and v == int(v) and \
+                (bucket in ("year", "quarter") or (1000 <= v <= 2999 and _yearish(g))):
+            out.append(str(int(v)))
+        else:
+            out.append(fmt(v))
+    return ", ".join(out)
+
+
+def _yearish(g: Any) -> bool:
+    col = getattr(getattr(g, "col", None), "column", "")
+    return "year" in str(col).lower()
 
 
 def _where(intent: Intent) -> str:
     if not intent.conds:
         return ""
-    return " where " + " and ".join(c.describe() for c in intent.conds)
+    return " for " + " and ".join(cond_phrase(c) for c in intent.conds)
 
 
-def decline_text(intent: Intent | None) -> str:
+def decline_text(intent: Intent | None, suggestions: Sequence[str] = ()) -> str:
+    """The honest "I can't", for the person asking: the words not understood, what was, and
+    rewordings that can be answered. No setup advice: that is for the admin (issue 12)."""
+    unknown = intent.unknown if intent else []
     understood = intent.understood if intent else []
     missing = intent.missing if intent else []
-    parts = ["I am not sure enough to answer this one without an LLM."]
-    if understood:
-        parts.append("I understood: " + "; ".join(understood) + ".")
-    if missing:
-        parts.append("I could not work out: " + "; ".join(missing[:4]) + ".")
-    parts.append(LLM_HELP)
+    if unknown:
+        words = ", ".join(f"“{w}”" for w in unknown[:5])
+        parts = [f"I can't answer this reliably: I don't know what {words} "
+                 f"{'means' if len(unknown) == 1 else 'mean'} here."]
+    else:
+        parts = ["I can't answer this reliably."]
+        if missing:
+            parts.append("I could not work out " + "; ".join(missing[:3]) + ".")
+    if understood and intent is not None:
+        reading = interpretation(intent).removeprefix("Read as: ").rstrip(".")
+        parts.append(f"I did understand: {reading}.")
+    if suggestions:
+        parts.append("You could ask: " + " · ".join(f"“{q}”" for q in suggestions) + ".")
     return " ".join(parts)
 
 
@@ -190,7 +229,4 @@ def chat_text(index: SchemaIndex | None) -> str:
         ex = examples(index)
         if ex:
             lines.append("Try: " + " · ".join(f'"{q}"' for q in ex) + ".")
-    lines.append("For open conversation or harder questions, connect an LLM: start a vLLM "
-                 "server (`vllm serve Qwen/Qwen2.5-Coder-7B-Instruct`) and set "
-                 "TABLECHAT_LLM_URL=http://127.0.0.1:8000/v1.")
     return " ".join(lines)

@@ -216,6 +216,13 @@ class Resolver(FilterResolver):
             self.wh = bool(cols)
         intent.columns = list(cols)
         for i, (table, pos) in enumerate(entities):
+            if cols and i == 0 and self._lists_own(pos) and \
+                    not any(c.table == table and c.column.lower() in ("name", "title")
+                            for c in intent.columns):
+                label, _key, _plain = self._entity_cols(table)
+                if label is not None and label not in intent.columns:
+                    intent.columns.insert(0, label)  # "cities and their population"
+                    continue
             if (cols or i > 0) and self._listed(pos) and \
                     not any(c.table == table for c in intent.columns):
                 label, _key, _plain = self._entity_cols(table)

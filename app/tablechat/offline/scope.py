@@ -268,6 +268,17 @@ class ResolverBase:
             k -= 1
         return k >= 0 and self.p.items[k].has_kw("and", "comma")
 
+    def _lists_own(self, pos: int) -> bool:
+        """'cities and their population': the entity itself is asked for, then what it has."""
+        items = self.p.items
+        k = pos + 1
+        if k >= len(items) or not items[k].has_kw("and", "comma"):
+            return False
+        k += 1
+        while k < len(items) and items[k].word in ("their", "its", "the", "respective"):
+            k += 1
+        return k < len(items) and items[k].get("schema") is not None and k > pos + 2
+
     def _names_label(self, ref: Ref, target: Target) -> Target | None:
         """'the names of all cartoons': 'name' means the label of the entity named next."""
         text = " ".join(t.stem for t in self.p.tokens[self.p.items[ref.pos].start:

@@ -35,6 +35,23 @@ class Token:
     money: bool = False
 
 
+# Comparison symbols read as the words they stand for: "> 4.5" is "more than 4.5", never
+# "4.5" (issue 12: the symbol was dropped and the number became an equality).
+_SYMBOLS = ((">=", " at least "), ("=>", " at least "), ("≥", " at least "),
+            ("<=", " at most "), ("=<", " at most "), ("≤", " at most "),
+            ("<>", " not equal to "), ("!=", " not equal to "), ("≠", " not equal to "),
+            (">", " more than "), ("<", " less than "), ("==", " equal to "),
+            ("=", " equal to "))
+# Any other symbol is a word the engine does not understand, so it cannot vanish silently.
+_OTHER_SYMBOL_RE = re.compile(r"[+*/^&|~@#\\=<>]")
+
+
+def _spell_symbols(text: str) -> str:
+    for sym, words in _SYMBOLS:
+        text = text.replace(sym, words)
+    return text
+
+
 def tokenize(text: str) -> list[Token]:
     """Words, numbers, quoted strings (kept whole) and list punctuation."""
     tokens: list[Token] = []
@@ -51,6 +68,10 @@ def tokenize(text: str) -> list[Token]:
 
 def _plain_tokens(text: str) -> list[Token]:
     out: list[Token] = []
+    text = _spell_symbols(text)
+    for sym in _OTHER_SYMBOL_RE.findall(text):
+        out.append(Token(sym, sym, sym, "word"))  # left over: reported as not understood
+    text = _OTHER_SYMBOL_RE.sub(" ", text)
     for m in _TOKEN_RE.finditer(text):
         if m.group("num"):
             raw = m.group("num")
@@ -215,6 +236,14 @@ FILLER = frozenset([
     "use", "used", "using", "uses", "involve", "involved", "up",
     "during", "ever"
 ])
+# Words that name an operation on values (an aggregate, a ratio, a statistic): never a data
+# value unless quoted, never an echo of a column name ("ratio" is not "rating").
+OPERATOR_WORDS = frozenset([
+    "average", "averages", "avg", "mean", "median", "mode", "total", "totals", "sum", "sums",
+    "maximum", "minimum", "max", "min", "ratio", "ratios", "proportion", "proportions",
+    "percentage", "percentages", "percent", "share", "fraction", "rate", "rates", "variance",
+    "deviation", "stddev", "correlation", "difference", "growth", "change", "per", "divided",
+])
 # Verbs of trade that restate a measure ("units sold", "revenue customers bring in").
 SOFT_VERBS = frozenset([
     "sell", "sells", "sold", "selling", "buy", "buys", "bought", "buying", "purchase",
@@ -294,7 +323,7 @@ DESC_WORDS = frozenset({"descending", "desc", "decreasing", "reverse", "reversed
 ASC_WORDS = frozenset({"ascending", "asc", "increasing", "alphabetical", "alphabetically",
                        "lexicographical", "lexicographic", "lowest", "smallest"})
 DISTINCT_WORDS = frozenset({"distinct", "different", "unique"})
-MODE_WORDS = frozenset({"common", "frequent", "popular", "often", "frequently", "commonly"})
+MODE_WORDS = frozenset({"common", "frequent", "often", "frequently", "commonly"})
 
 NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,

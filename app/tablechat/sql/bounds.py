@@ -59,7 +59,7 @@ class _Size:
 _OPAQUE = _Size(0, 1)
 
 
-def constant_int(node: exp.Expression | None) -> int | None:
+def constant_int(node: exp.Expr | None) -> int | None:
     """The integer a constant expression evaluates to, or None when it is not constant."""
     if node is None:
         return None
@@ -87,7 +87,7 @@ def constant_int(node: exp.Expression | None) -> int | None:
     return None
 
 
-def _constant_time(node: exp.Expression | None) -> float | None:
+def _constant_time(node: exp.Expr | None) -> float | None:
     """Seconds since the epoch of a constant date or timestamp (a cast string literal)."""
     while isinstance(node, exp.Paren):
         node = node.this
@@ -102,7 +102,7 @@ def _constant_time(node: exp.Expression | None) -> float | None:
     return None
 
 
-def _interval_seconds(node: exp.Expression | None) -> float | None:
+def _interval_seconds(node: exp.Expr | None) -> float | None:
     """Seconds in a constant interval (``INTERVAL 1 DAY``, ``INTERVAL '2 hours'``); months and
     years count at their shortest, so a series is never under-counted."""
     if not isinstance(node, exp.Interval):
@@ -139,12 +139,12 @@ def _series_length(node: exp.GenerateSeries) -> int | None:
     return None
 
 
-def _is_row_source(node: exp.Expression) -> bool:
+def _is_row_source(node: exp.Expr) -> bool:
     """Whether a table function call stands in FROM/JOIN/LATERAL (it streams rows)."""
     return isinstance(node.parent, exp.Table | exp.Lateral)
 
 
-def _width(fmt: exp.Expression, pattern: re.Pattern[str], name: str) -> int:
+def _width(fmt: exp.Expr, pattern: re.Pattern[str], name: str) -> int:
     if not isinstance(fmt, exp.Literal) or not fmt.is_string:
         raise _TooBig(f"{name}() needs a constant format string")
     widths = [int(d) for m in pattern.finditer(fmt.this) for d in m.groups() if d]
@@ -164,13 +164,13 @@ class _Sizer:
                           f"at most {MAX_UNKNOWN_FACTOR} are allowed")
         return size
 
-    def count(self, node: exp.Expression | None, name: str) -> int:
+    def count(self, node: exp.Expr | None, name: str) -> int:
         value = constant_int(node)
         if value is None:
             raise _TooBig(f"the size argument of {name}() must be a constant number")
         return max(0, value)
 
-    def size(self, node: exp.Expression) -> _Size:
+    def size(self, node: exp.Expr) -> _Size:
         if isinstance(node, exp.Literal):
             return _Size(len(node.this) if node.is_string else 16)
         if isinstance(node, exp.Repeat):
@@ -216,14 +216,14 @@ class _Sizer:
             return self.check(rest + _Size(width), name)
         return self._children(node)
 
-    def _children(self, node: exp.Expression) -> _Size:
+    def _children(self, node: exp.Expr) -> _Size:
         total = _Size()
         for child in node.iter_expressions():
             total = total + self.size(child)
         return total
 
 
-def value_bound_problem(tree: exp.Expression, *, max_cell_bytes: int) -> str | None:
+def value_bound_problem(tree: exp.Expr, *, max_cell_bytes: int) -> str | None:
     """Why ``tree`` could build a value over ``max_cell_bytes`` bytes, or None when it cannot
     (as far as this module's functions go)."""
     try:
@@ -235,7 +235,7 @@ def value_bound_problem(tree: exp.Expression, *, max_cell_bytes: int) -> str | N
     return None
 
 
-def check_value_bounds(tree: exp.Expression, *, max_cell_bytes: int) -> None:
+def check_value_bounds(tree: exp.Expr, *, max_cell_bytes: int) -> None:
     """Raise :class:`UnsafeSQLError` when ``tree`` could build a value over
     ``max_cell_bytes`` bytes (see the module's docstring for the rules)."""
     problem = value_bound_problem(tree, max_cell_bytes=max_cell_bytes)

@@ -36,6 +36,7 @@ from ..redact import scrub
 from ._asgi import error_body
 from .auth import AuthConfig, AuthMiddleware
 from .bodies import one_line
+from .feedback_api import feedback_router
 from .files import ResultFiles
 from .gradio_guard import GradioGuard, secure_mount
 from .health import HealthView
@@ -89,6 +90,7 @@ def create_app(tc: TableChat) -> FastAPI:
     _one_line_errors(app)
     app.include_router(rest_router(tc, metrics, health, sessions))
     app.include_router(openai_router(tc, metrics, sessions))
+    app.include_router(feedback_router(tc, sessions))
     files = ResultFiles.from_settings(tc.settings)
     blocks = build_ui(tc, metrics, files)
     _calm_queue(blocks)

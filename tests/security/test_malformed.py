@@ -28,6 +28,7 @@ BODY_KB = 64
 ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/ask"): "json",
     ("POST", "/v1/chat/completions"): "json",
+    ("POST", "/api/feedback"): "json",
     ("POST", "/api/upload"): "multipart",
     ("POST", "/api/sessions"): "none",
     ("DELETE", "/api/sessions/{session}"): "none",

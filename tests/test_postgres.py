@@ -35,7 +35,9 @@ def pg(demo_db: Path) -> Iterator[PostgresServer]:
 @pytest.fixture(scope="module")
 def pg_tc(pg: PostgresServer) -> Iterator[TableChat]:
     semantic = resource_path("data/demo/semantic.yaml")  # the demo's, as for the DuckDB copy
-    chat = tablechat.connect(pg.url(), llm_url="", query_timeout=2, semantic_layer=str(semantic))
+    # the copy has no indexes and CI's machine is busy: answers get the default timeout, the
+    # timeout itself is tested on its own instance below
+    chat = tablechat.connect(pg.url(), llm_url="", semantic_layer=str(semantic))
     yield chat
     chat.close()
 
@@ -96,10 +98,11 @@ def test_the_database_refuses_writes_the_guard_never_saw(pg_tc: TableChat, sql: 
     assert pg_tc.run_sql("SELECT count(*) FROM customers").rows == [(5000,)]
 
 
-def test_a_slow_query_is_cancelled_at_the_timeout(pg_tc: TableChat) -> None:
-    with pytest.raises(QueryTimeoutError):
-        pg_tc.database.execute("SELECT pg_sleep(30)", max_rows=1)
-    assert pg_tc.run_sql("SELECT 1 AS one").rows == [(1,)]  # the pool still serves
+def test_a_slow_query_is_cancelled_at_the_timeout(pg: PostgresServer) -> None:
+    with tablechat.connect(pg.url(), llm_url="", query_timeout=1) as chat:
+        with pytest.raises(QueryTimeoutError):
+            chat.database.execute("SELECT pg_sleep(600)", max_rows=1)
+        assert chat.run_sql("SELECT 1 AS one").rows == [(1,)]  # the pool still serves
 
 
 def test_the_reader_role_itself_is_read_only(pg: PostgresServer) -> None:

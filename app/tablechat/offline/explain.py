@@ -142,6 +142,8 @@ def interpretation(intent: Intent, index: SchemaIndex | None = None,
     parts += [f"with {h.describe()}" for h in intent.having]
     if order := _order_phrase(intent):
         parts.append(order)
+    if not any(parts) and intent.understood:  # e.g. a verified example's SQL (memory)
+        parts = list(intent.understood)
     text = "Read as: " + ", ".join(p for p in parts if p)
     rules = definitions(intent, index)
     if rules:

@@ -203,7 +203,7 @@ def test_stream_streams_the_sentence_unless_told_not_to(
     assert final.text == "There are 5 regions."
 
 
-def test_a_sync_only_model_is_called_in_a_worker_thread_never_on_the_loop(demo_db: Path) -> None:
+def test_a_sync_only_model_is_never_called_on_the_loop(demo_db: Path) -> None:
     import threading
 
     from langchain_core.messages import AIMessage
@@ -228,21 +228,14 @@ def test_a_sync_only_model_is_called_in_a_worker_thread_never_on_the_loop(demo_d
         answer = tablechat.connect(demo_db, llm=model).ask("how many regions")
         assert answer.text == "There are 5 regions." and answer.rows == [(5,)]
     assert threads["async"] == "tablechat-loop"  # an async model runs on the loop itself
-    assert threads["sync"].startswith("tablechat-worker")  # a blocking one never
+    # a blocking one never: LangChain's ainvoke runs it in the loop's executor
+    assert threads["sync"] != "tablechat-loop" and threads["sync"].startswith("tablechat")
 
 
-def test_a_model_with_its_own_invoke_is_called_through_it(demo_db: Path) -> None:
-    """tablechat calls LangChain's public generate/agenerate directly (what invoke/ainvoke do
-    underneath) only for a model that keeps LangChain's own invoke and ainvoke."""
-    from tablechat.agent.client import LLMClient
-
+def test_a_model_with_its_own_ainvoke_is_called_through_it(demo_db: Path) -> None:
+    """tablechat calls every model through its public ainvoke (no shortcut past it)."""
     calls: list[str] = []
     replies = ["SELECT count(*) AS n FROM regions", "There are 5 regions."]
-
-    class OwnInvoke(FakeListChatModel):
-        def invoke(self, input, config=None, *, stop=None, **kwargs):  # type: ignore[no-untyped-def]
-            calls.append("invoke")
-            return super().invoke(input, config, stop=stop, **kwargs)
 
     class OwnAinvoke(FakeListChatModel):
         async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
@@ -252,12 +245,9 @@ def test_a_model_with_its_own_invoke_is_called_through_it(demo_db: Path) -> None
             calls.append("ainvoke")
             return await super().ainvoke(input, config, stop=stop, **kwargs)
 
-    assert LLMClient(FakeListChatModel(responses=replies)).direct
-    for model in (OwnInvoke(responses=replies), OwnAinvoke(responses=replies)):
-        assert not LLMClient(model).direct
-        answer = tablechat.connect(demo_db, llm=model).ask("how many regions")
-        assert answer.text == "There are 5 regions." and answer.rows == [(5,)]
-    assert calls == ["invoke", "invoke", "ainvoke", "ainvoke"]  # SQL and answer, each model
+    answer = tablechat.connect(demo_db, llm=OwnAinvoke(responses=replies)).ask("how many regions")
+    assert answer.text == "There are 5 regions." and answer.rows == [(5,)]
+    assert calls == ["ainvoke", "ainvoke"]  # SQL and answer
 
 
 def test_a_langchain_run_that_asks_sees_the_model_calls(demo_db: Path) -> None:

@@ -3,9 +3,9 @@ then an answer sentence streamed from the same model.
 
 Prompts are built by plain functions (``sql_messages``, ``answer_messages``) and sent through an
 :class:`~tablechat.agent.client.LLMClient`, so tests use scripted chat models and production
-uses ``ChatOpenAI`` against vLLM. On vLLM the SQL is constrained to ``{"sql": "..."}`` JSON
-(``structured_outputs``), so the reply always parses; other servers get free text and
-:func:`~tablechat.agent.extract.extract_sql`.
+uses ``ChatOpenAI`` against vLLM or llama.cpp. Where the backend enforces constraints, the SQL
+is constrained to ``{"sql": "..."}`` JSON (in the server's dialect), so the reply always
+parses; other servers get free text and :func:`~tablechat.agent.extract.extract_sql`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from .. import _loop
 from .. import events as ev
 from ..answer import Usage
+from ..backends import context_size, failure_kind
 from ..chart import chart_spec
 from ..errors import InvalidSQLError, LLMUnavailableError, NoAnswerError, RetryableSQLError
-from ..llm import DEFAULT_MAX_MODEL_LEN, failure_kind
+from ..llm import DEFAULT_MAX_MODEL_LEN
 from ..sql.database import QueryResult
 from .budget import SchemaFit, TokenCounter, fit_schema, input_budget
 from .client import LLMClient
@@ -120,9 +121,13 @@ class SQLAgent:
 
     # -- schema context -----------------------------------------------------------------------
     async def schema_for(self, ctx: QuestionContext, inputs: dict[str, Any],
-                         shrink: float = 1.0) -> SchemaFit:
+                         shrink: float = 1.0, at_most: int | None = None) -> SchemaFit:
+        """The schema text for this question's prompt, within the model's window (and within
+        ``at_most`` tokens when a prompt of that size was already refused)."""
         window = self.max_model_len or ctx.settings.max_model_len or DEFAULT_MAX_MODEL_LEN
         budget = int(input_budget(window, self.max_tokens, ctx.settings.max_retries) * shrink)
+        if at_most is not None:
+            budget = min(budget, at_most)
         static = {**inputs, "history": "", "question": ""}
         return await fit_schema(
             ctx.snapshot,
@@ -146,11 +151,22 @@ class SQLAgent:
         except LLMUnavailableError as exc:
             if failure_kind(exc) != "context" or inputs.get("shrunk"):
                 raise
-        # The server counted more tokens than we estimated: estimate higher, trim harder, once.
+            refused = exc
+        # The prompt did not fit. Learn the real window when the server names it (llama.cpp
+        # does); estimate higher; and send a prompt genuinely smaller than the refused one,
+        # never the same one again (issue 13: the "shrink once" retry resent it identically).
         inputs["shrunk"] = True
+        learned = context_size(refused.__cause__) if refused.__cause__ is not None else None
+        if learned is not None:
+            self.max_model_len = min(self.max_model_len or learned, learned)
         self.counter.scale *= 1.5
-        fit = await self.schema_for(ctx, inputs, shrink=0.8)
+        refused_tokens = int(inputs.get("prompt_tokens") or 0)
+        fit = await self.schema_for(ctx, inputs, shrink=0.8,
+                                    at_most=int(refused_tokens * 0.7) or None)
+        if fit.text == inputs["schema"]:
+            raise refused  # nothing left to cut: the same prompt would fail the same way
         inputs["schema"] = fit.text
+        inputs["prompt_tokens"] = fit.prompt_tokens
         return await self.client.invoke(
             build, usage, step="sql", structured={"json": SQL_JSON_SCHEMA}
         )
@@ -177,6 +193,7 @@ class SQLAgent:
         else:
             fit = await self.schema_for(ctx, inputs)
             inputs["schema"] = fit.text
+            inputs["prompt_tokens"] = fit.prompt_tokens
             if fit.trimmed:
                 yield ev.Status(step="schema", message=f"schema trimmed to fit the model: "
                                 f"{fit.note}")

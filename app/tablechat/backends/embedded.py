@@ -29,7 +29,7 @@ def gguf_path(url: str) -> Path:
 
 
 def start_server(path: str | Path, *, n_ctx: int = EMBEDDED_N_CTX, threads: int = 2,
-                 slots: int = 1) -> Any:
+                 slots: int = 1, metrics: bool = False) -> Any:
     """llama.cpp's server for ``path`` on 127.0.0.1 and a free port (``.listening_address``).
 
     It runs until the returned object is deleted.
@@ -47,6 +47,7 @@ def start_server(path: str | Path, *, n_ctx: int = EMBEDDED_N_CTX, threads: int 
     params.cpuparams_batch.n_threads = threads
     params.port = 0  # a free port, chosen by the server
     params.endpoint_slots = True
+    params.endpoint_metrics = metrics
     params.verbosity = -1  # its log would fill the person's terminal
     return xllamacpp.Server(params)
 

@@ -206,3 +206,28 @@ def test_a_dead_server_degrades_to_offline_as_documented(small_db: Path) -> None
     assert "unreachable" in answer.text  # the offline answer says why
     assert tc.health()["engine"] == "offline"
     tc.close()
+
+
+def test_a_gguf_url_runs_the_model_in_process_and_close_stops_it(small_db: Path) -> None:
+    """``llm="gguf:/path"``: tablechat starts llama.cpp itself, talks to it like any llama.cpp
+    server, one call at a time, and stops it on close()."""
+    from tests.support.llama_server import smollm2_gguf
+
+    tc = tablechat.connect(small_db, llm=f"gguf:{smollm2_gguf()}", max_model_len=1024,
+                           llm_max_tokens=4, llm_max_retries=0, llm_timeout=300)
+    try:
+        health = tc.health()["llm"]
+        assert health["reachable"] and health["backend"] == "embedded"
+        assert health["max_model_len"] == 1024  # the window it was started with
+        agent = tc.llm.engine()
+        assert agent is not None and agent.client.backend is not None
+        assert agent.client.backend.max_concurrency == 1
+        usage = Usage()
+        reply = _loop.run_sync(agent.client.invoke([HumanMessage("Say hi.")], usage,
+                                                   step="chat", max_tokens=3))
+        assert isinstance(reply, str) and 1 <= usage.completion_tokens <= 3
+        url = agent.client.backend.base_url
+    finally:
+        tc.close()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url.removesuffix("/v1") + "/health", timeout=5)  # stopped with the session

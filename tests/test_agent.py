@@ -117,6 +117,38 @@ def test_retry_budget_ends_in_a_clear_error(demo_db: Path) -> None:
     assert isinstance(answer.events[-1], ev.Done) and not answer.events[-1].ok
 
 
+def test_a_repeated_failed_query_is_never_run_or_fed_back_again(demo_db: Path) -> None:
+    """At temperature 0 a small model resent the same wrong SQL on every attempt (issue 13):
+    a repeat is asked for again with varied sampling, and never run twice."""
+    sent: list[dict[str, object]] = []
+
+    class Recording(FakeListChatModel):
+        def _call(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+            sent.append({"text": "\n".join(str(m.content) for m in messages), **kwargs})
+            return super()._call(messages, stop, run_manager, **kwargs)
+
+    bad = "SELECT nope FROM regions"
+    model = Recording(responses=[bad, bad, "SELECT count(*) AS n FROM regions", "There are 5."])
+    tc = tablechat.connect(demo_db, llm=model, max_retries=1)
+    answer = tc.ask("how many regions")
+    assert answer.error is None and answer.rows == [(5,)]
+    assert [e.sql for e in answer.events if isinstance(e, ev.SQL)] == [
+        "SELECT COUNT(*) AS n FROM regions LIMIT 1001"]  # the bad one never ran
+    retries = [e.message for e in answer.events if isinstance(e, ev.Status)
+               and e.step == "retry"]
+    assert any("repeated" in m for m in retries)
+    assert sent[2]["text"].count(bad) == 2  # fed back once (the failed turn), not twice
+
+
+def test_an_answer_sentence_with_numbers_not_in_the_result_is_replaced(demo_db: Path) -> None:
+    """A weak model's "10.3 % higher" (invented) gives way to a sentence from the result."""
+    sql = "SELECT count(*) AS n FROM regions"
+    invented = connect(demo_db, [sql, "There are 5 regions, 10.3 % more than last year."])
+    assert invented.ask("how many regions").text == "The answer is 5 (n)."
+    honest = connect(demo_db, [sql, "There are 5 regions."])
+    assert honest.ask("how many regions").text == "There are 5 regions."
+
+
 def test_reply_without_sql_counts_as_a_failed_attempt(demo_db: Path) -> None:
     tc = connect(
         demo_db,

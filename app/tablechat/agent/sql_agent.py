@@ -27,6 +27,7 @@ from .budget import SchemaFit, TokenCounter, fit_schema, input_budget
 from .client import LLMClient
 from .context import Message, QuestionContext
 from .extract import extract_sql
+from .grounding import grounded, plain_answer
 from .prompts import render
 
 SQL_JSON_SCHEMA: dict[str, Any] = {
@@ -39,6 +40,14 @@ REPLY_JSON = 'Reply with a JSON object {"sql": "<the query>"} and nothing else.'
 REPLY_TEXT = "Reply with the SQL only, no explanation."
 HISTORY_TURNS = 6
 ANSWER_PREVIEW_ROWS = 20
+# sampling for a second try when the model repeats a query that already failed: at
+# temperature 0 a small model sent the same wrong SQL on all three attempts (issue 13)
+REPEAT_TEMPERATURE = 0.7
+
+
+def same_query(sql: str) -> str:
+    """``sql`` with case, spacing and a final semicolon ignored, to spot a repeated query."""
+    return " ".join(sql.split()).rstrip(";").strip().lower()
 
 
 def render_history(history: list[Message], turns: int = HISTORY_TURNS) -> str:
@@ -140,13 +149,14 @@ class SQLAgent:
         )
 
     async def _write_sql(self, ctx: QuestionContext, inputs: dict[str, Any],
-                         usage: Usage) -> str:
+                         usage: Usage, temperature: float | None = None) -> str:
         def build(structured: bool) -> list[BaseMessage]:
             return sql_messages({**inputs, "structured": structured})
 
         try:
             return await self.client.invoke(
-                build, usage, step="sql", structured={"json": SQL_JSON_SCHEMA}
+                build, usage, step="sql", structured={"json": SQL_JSON_SCHEMA},
+                temperature=temperature,
             )
         except LLMUnavailableError as exc:
             if failure_kind(exc) != "context" or inputs.get("shrunk"):
@@ -199,14 +209,22 @@ class SQLAgent:
                                 f"{fit.note}")
         result: QueryResult | None = None
         sql = ""
+        tried: dict[str, RetryableSQLError] = {}  # failed queries: never run or fed back twice
         for attempt in range(1, settings.max_retries + 2):
             yield ev.Status(step="write_sql", message="writing SQL" if attempt == 1 else
                             f"rewriting SQL (attempt {attempt})")
             reply = await self._write_sql(ctx, inputs, usage)
             sql = extract_sql(reply)
+            if sql and same_query(sql) in tried:
+                yield ev.Status(step="retry", message="the model repeated a query that failed; "
+                                "asking again with varied sampling")
+                reply = await self._write_sql(ctx, inputs, usage, REPEAT_TEMPERATURE)
+                sql = extract_sql(reply)
             try:
                 if not sql:
                     raise InvalidSQLError("the reply held no SQL query", sql=reply[:200])
+                if same_query(sql) in tried:
+                    raise tried[same_query(sql)]  # as it failed before, without running it
                 checked = ctx.check(sql)
                 yield ev.SQL(sql=checked.sql, attempt=attempt, source=sql)
                 yield ev.Status(step="run", message="running the query")
@@ -214,9 +232,13 @@ class SQLAgent:
                 sql = checked.sql
                 break
             except RetryableSQLError as exc:
-                inputs["failures"].append(
-                    {"reply": reply, "sql": sql or reply, "error": exc.for_model()}
-                )
+                if sql:
+                    tried.setdefault(same_query(sql), exc)
+                if not (sql and any(same_query(f["sql"]) == same_query(sql)
+                                    for f in inputs["failures"])):
+                    inputs["failures"].append(
+                        {"reply": reply, "sql": sql or reply, "error": exc.for_model()}
+                    )
                 if attempt > settings.max_retries:
                     raise NoAnswerError(
                         f"no valid query after {attempt} attempts; last error: {exc.message}"
@@ -254,7 +276,14 @@ class SQLAgent:
             # the data answer stands; only the sentence is missing
             parts = [f"Here is the result ({len(result.rows)} rows). "
                      f"The answer sentence is missing: {exc}."]
-        yield ev.AnswerText(text="".join(parts).strip(), engine="llm")
+            yield ev.AnswerText(text="".join(parts).strip(), engine="llm")
+            return
+        text = "".join(parts).strip()
+        if not text or not grounded(text, result.rows[:ANSWER_PREVIEW_ROWS], question=question,
+                                    row_count=len(result.rows)):
+            # a number the result does not hold: the model's sentence would mislead
+            text = plain_answer(result.columns, result.rows, result.truncated)
+        yield ev.AnswerText(text=text, engine="llm")
 
 
 __all__ = [

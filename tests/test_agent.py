@@ -345,3 +345,19 @@ def test_sql_extraction(reply: str, expected: str) -> None:
     from tablechat.agent.extract import extract_sql
 
     assert extract_sql(reply) == expected
+
+
+def test_the_sql_grammar_names_only_the_schemas_tables_and_columns(demo_db: Path) -> None:
+    import re
+
+    from tablechat.agent.grammar import sql_grammar
+
+    with tablechat.connect(demo_db) as tc:
+        snap = tc.snapshot()
+    grammar = sql_grammar(snap, ["regions", "customers"])
+    rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines())
+    tables = set(re.findall(r'"([^"]+)"', rules["table"]))
+    columns = set(re.findall(r'"([^"]+)"', rules["bare"]))
+    assert tables == {"regions", "customers"}  # only the tables shown to the model
+    assert columns == {c.name for t in ("regions", "customers") for c in snap.tables[t].columns}
+    assert all(q.split(".")[0] in tables for q in re.findall(r'"([^"]+)"', rules["qcolumn"]))

@@ -325,6 +325,14 @@ def test_llamacpp_dialect_grammar_and_json_schema() -> None:
     assert grammar["grammar"] == 'root ::= "x"'
 
 
+def test_vllm_dialect_sends_structured_outputs_and_max_completion_tokens() -> None:
+    backend = VLLMBackend(load_settings(llm_url="http://127.0.0.1:9/v1"))
+    options = backend.request_options({"grammar": 'root ::= "x"'}, 5)
+    assert options == {"max_tokens": 5,  # ChatOpenAI sends it as max_completion_tokens
+                       "extra_body": {"structured_outputs": {"grammar": 'root ::= "x"'}}}
+    assert not backend.sql_grammar and LlamaCppBackend.sql_grammar
+
+
 def test_probe_picks_the_backend_from_owned_by(fake_vllm: FakeVLLM) -> None:
     from tablechat.backends import probe_backend
 

@@ -14,6 +14,7 @@ serves them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,31 @@ def test_constrained_replies_parse(client: LLMClient) -> None:
     assert client.structured  # the server took both constraints
 
 
+def test_the_schema_grammar_allows_only_known_names(small_db: Path, client: LLMClient) -> None:
+    """The SQL reply constrained by the schema's GBNF grammar parses, and every table and
+    column it names exists (the model cannot invent one)."""
+    import sqlglot
+    from sqlglot.tokens import TokenType
+
+    from tablechat.agent.grammar import FUNCTIONS, sql_grammar
+
+    with tablechat.connect(small_db) as tc:
+        snapshot = tc.snapshot()
+    reply = _loop.run_sync(client.invoke(
+        [HumanMessage("Table items(id, name, price). Write SQL: the total price of all items, "
+                      "and the cheapest item's name.")], Usage(), step="sql",
+        structured={"grammar": sql_grammar(snapshot)}, max_tokens=40, temperature=0.9))
+    assert reply.startswith("SELECT ")
+    # every identifier is a known table or column, a function, an alias after AS, or a
+    # one- or two-letter table alias (tokens, so a reply cut at the limit is checked too)
+    tokens = sqlglot.tokenize(reply, read="duckdb")
+    known = {"items", "id", "name", "price", *FUNCTIONS}
+    after_as = {b.text for a, b in itertools.pairwise(tokens)
+                if a.token_type == TokenType.ALIAS}
+    names = {t.text for t in tokens if t.token_type == TokenType.VAR}
+    assert {n for n in names - known - after_as if len(n) > 2} == set(), reply
+
+
 def test_tokens_stream_with_usage(client: LLMClient) -> None:
     usage = Usage()
 
@@ -137,7 +163,7 @@ def test_a_timeout_frees_the_servers_slot(llama_server: LlamaServer) -> None:
 
     async def call() -> None:
         async with asyncio.timeout(1):
-            await model.ainvoke([HumanMessage("Count to 1000.")],
+            await model.ainvoke([HumanMessage("Count to 1000.")], max_tokens=endless,
                                 extra_body={"ignore_eos": True, "max_tokens": endless})
 
     with pytest.raises(TimeoutError):

@@ -27,6 +27,7 @@ from .budget import SchemaFit, TokenCounter, fit_schema, input_budget
 from .client import LLMClient
 from .context import Message, QuestionContext
 from .extract import extract_sql
+from .grammar import sql_grammar
 from .grounding import grounded, plain_answer
 from .prompts import render
 
@@ -148,15 +149,25 @@ class SQLAgent:
             dynamic=inputs["history"] + "\n" + inputs["question"],
         )
 
+    def sql_constraint(self, ctx: QuestionContext, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The constraint for the SQL reply: the schema's grammar where the backend prefers it
+        (identifiers only from the tables shown), else ``{"sql": ...}`` JSON."""
+        backend = self.client.backend
+        if backend is not None and backend.sql_grammar and "grammar" in backend.constraints:
+            return {"grammar": sql_grammar(ctx.snapshot, inputs.get("tables"))}
+        return {"json": SQL_JSON_SCHEMA}
+
     async def _write_sql(self, ctx: QuestionContext, inputs: dict[str, Any],
                          usage: Usage, temperature: float | None = None) -> str:
+        constraint = self.sql_constraint(ctx, inputs)
+
         def build(structured: bool) -> list[BaseMessage]:
-            return sql_messages({**inputs, "structured": structured})
+            # a grammar reply is the SQL itself; only the JSON form needs the prompt to say so
+            return sql_messages({**inputs, "structured": structured and "json" in constraint})
 
         try:
             return await self.client.invoke(
-                build, usage, step="sql", structured={"json": SQL_JSON_SCHEMA},
-                temperature=temperature,
+                build, usage, step="sql", structured=constraint, temperature=temperature,
             )
         except LLMUnavailableError as exc:
             if failure_kind(exc) != "context" or inputs.get("shrunk"):
@@ -176,9 +187,11 @@ class SQLAgent:
         if fit.text == inputs["schema"]:
             raise refused  # nothing left to cut: the same prompt would fail the same way
         inputs["schema"] = fit.text
+        inputs["tables"] = fit.tables
         inputs["prompt_tokens"] = fit.prompt_tokens
         return await self.client.invoke(
-            build, usage, step="sql", structured={"json": SQL_JSON_SCHEMA}
+            build, usage, step="sql", structured=self.sql_constraint(ctx, inputs),
+            temperature=temperature,
         )
 
     # -- the run ------------------------------------------------------------------------------
@@ -203,6 +216,7 @@ class SQLAgent:
         else:
             fit = await self.schema_for(ctx, inputs)
             inputs["schema"] = fit.text
+            inputs["tables"] = fit.tables
             inputs["prompt_tokens"] = fit.prompt_tokens
             if fit.trimmed:
                 yield ev.Status(step="schema", message=f"schema trimmed to fit the model: "

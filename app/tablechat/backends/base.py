@@ -168,6 +168,8 @@ class LLMBackend:
     kind: ClassVar[str] = "openai"
     #: the constraint kinds this server enforces: "json", "choice", "grammar"
     constraints: ClassVar[frozenset[str]] = frozenset()
+    #: constrain the SQL reply with the schema's grammar (agent/grammar.py) rather than JSON
+    sql_grammar: ClassVar[bool] = False
 
     def __init__(self, settings: Settings, base_url: str | None = None) -> None:
         self.settings = settings

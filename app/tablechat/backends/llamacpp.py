@@ -20,6 +20,8 @@ class LlamaCppBackend(LLMBackend):
 
     kind: ClassVar[str] = "llamacpp"
     constraints: ClassVar[frozenset[str]] = frozenset({"json", "choice", "grammar"})
+    # the small local models llama.cpp runs invent columns; the schema's grammar forbids them
+    sql_grammar: ClassVar[bool] = True
 
     def describe(self, info: ServerInfo, cards: list[dict[str, Any]]) -> ServerInfo:
         """``n_ctx`` and ``total_slots`` from ``/props`` (the model card's ``meta.n_ctx`` when

@@ -14,6 +14,9 @@ class VLLMBackend(LLMBackend):
 
     kind: ClassVar[str] = "vllm"
     constraints: ClassVar[frozenset[str]] = frozenset({"json", "choice", "grammar", "regex"})
+    # JSON, not the SELECT-subset grammar: the 7B+ models vLLM serves write CTEs, CASE and
+    # window functions the grammar does not admit
+    sql_grammar: ClassVar[bool] = False
 
     def describe(self, info: ServerInfo, cards: list[dict[str, Any]]) -> ServerInfo:
         """The context length from the model cards (vLLM adds ``max_model_len``)."""

@@ -356,3 +356,13 @@ def test_a_slow_model_list_is_busy_not_down() -> None:
         threading.Thread(target=listener.close).start()
     dead = probe_server(closed_port_url(), timeout=0.5)
     assert not dead.reachable and not dead.busy
+
+
+def test_a_missing_gguf_file_is_said_not_raised(demo_db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import tablechat
+
+    with tablechat.connect(demo_db, llm=f"gguf:{tmp_path / 'absent.gguf'}") as tc:
+        llm = tc.health()["llm"]
+        assert not llm["reachable"] and "no GGUF model file" in llm["error"]
+        answer = tc.ask("How many customers are there?")
+        assert answer.engine == "offline" and "no GGUF model file" in answer.text

@@ -17,7 +17,7 @@ from .agent.client import LLMClient
 from .agent.engine import LLMEngine
 from .backends import LLMBackend, ServerInfo, failure_kind, probe_backend
 from .config import Settings
-from .errors import LLMUnavailableError
+from .errors import ConfigurationError, LLMUnavailableError
 from .llm import llm_health, model_name, resolve_model_name
 
 PROBE_TTL_SECONDS = 30.0
@@ -52,7 +52,8 @@ class LLMConnection:
             if self.server is None or refresh or (stale and not self.server.reachable):
                 try:
                     self.backend, self.server = probe_backend(self.settings, self.backend)
-                except LLMUnavailableError as exc:  # an embedded model that would not load
+                except (LLMUnavailableError, ConfigurationError) as exc:
+                    # an embedded model that is missing or would not load: said, not raised
                     self.server = ServerInfo(False, error=str(exc))
                 self._probed_at = time.monotonic()
             return self.server

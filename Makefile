@@ -42,7 +42,7 @@ test: install demo browser
 	$(PY) -m pytest -q
 
 test-fast: install demo
-	$(PY) -m pytest -q -m "not browser and not slow"
+	$(PY) -m pytest -q -m "not browser and not slow and not real_model"
 
 lint: install
 	$(VENV)/bin/ruff check app tests bench

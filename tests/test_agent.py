@@ -117,6 +117,38 @@ def test_retry_budget_ends_in_a_clear_error(demo_db: Path) -> None:
     assert isinstance(answer.events[-1], ev.Done) and not answer.events[-1].ok
 
 
+def test_a_repeated_failed_query_is_never_run_or_fed_back_again(demo_db: Path) -> None:
+    """At temperature 0 a small model resent the same wrong SQL on every attempt (issue 13):
+    a repeat is asked for again with varied sampling, and never run twice."""
+    sent: list[dict[str, object]] = []
+
+    class Recording(FakeListChatModel):
+        def _call(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+            sent.append({"text": "\n".join(str(m.content) for m in messages), **kwargs})
+            return super()._call(messages, stop, run_manager, **kwargs)
+
+    bad = "SELECT nope FROM regions"
+    model = Recording(responses=[bad, bad, "SELECT count(*) AS n FROM regions", "There are 5."])
+    tc = tablechat.connect(demo_db, llm=model, max_retries=1)
+    answer = tc.ask("how many regions")
+    assert answer.error is None and answer.rows == [(5,)]
+    assert [e.sql for e in answer.events if isinstance(e, ev.SQL)] == [
+        "SELECT COUNT(*) AS n FROM regions LIMIT 1001"]  # the bad one never ran
+    retries = [e.message for e in answer.events if isinstance(e, ev.Status)
+               and e.step == "retry"]
+    assert any("repeated" in m for m in retries)
+    assert sent[2]["text"].count(bad) == 2  # fed back once (the failed turn), not twice
+
+
+def test_an_answer_sentence_with_numbers_not_in_the_result_is_replaced(demo_db: Path) -> None:
+    """A weak model's "10.3 % higher" (invented) gives way to a sentence from the result."""
+    sql = "SELECT count(*) AS n FROM regions"
+    invented = connect(demo_db, [sql, "There are 5 regions, 10.3 % more than last year."])
+    assert invented.ask("how many regions").text == "The answer is 5 (n)."
+    honest = connect(demo_db, [sql, "There are 5 regions."])
+    assert honest.ask("how many regions").text == "There are 5 regions."
+
+
 def test_reply_without_sql_counts_as_a_failed_attempt(demo_db: Path) -> None:
     tc = connect(
         demo_db,
@@ -203,7 +235,7 @@ def test_stream_streams_the_sentence_unless_told_not_to(
     assert final.text == "There are 5 regions."
 
 
-def test_a_sync_only_model_is_called_in_a_worker_thread_never_on_the_loop(demo_db: Path) -> None:
+def test_a_sync_only_model_is_never_called_on_the_loop(demo_db: Path) -> None:
     import threading
 
     from langchain_core.messages import AIMessage
@@ -228,21 +260,14 @@ def test_a_sync_only_model_is_called_in_a_worker_thread_never_on_the_loop(demo_d
         answer = tablechat.connect(demo_db, llm=model).ask("how many regions")
         assert answer.text == "There are 5 regions." and answer.rows == [(5,)]
     assert threads["async"] == "tablechat-loop"  # an async model runs on the loop itself
-    assert threads["sync"].startswith("tablechat-worker")  # a blocking one never
+    # a blocking one never: LangChain's ainvoke runs it in the loop's executor
+    assert threads["sync"] != "tablechat-loop" and threads["sync"].startswith("tablechat")
 
 
-def test_a_model_with_its_own_invoke_is_called_through_it(demo_db: Path) -> None:
-    """tablechat calls LangChain's public generate/agenerate directly (what invoke/ainvoke do
-    underneath) only for a model that keeps LangChain's own invoke and ainvoke."""
-    from tablechat.agent.client import LLMClient
-
+def test_a_model_with_its_own_ainvoke_is_called_through_it(demo_db: Path) -> None:
+    """tablechat calls every model through its public ainvoke (no shortcut past it)."""
     calls: list[str] = []
     replies = ["SELECT count(*) AS n FROM regions", "There are 5 regions."]
-
-    class OwnInvoke(FakeListChatModel):
-        def invoke(self, input, config=None, *, stop=None, **kwargs):  # type: ignore[no-untyped-def]
-            calls.append("invoke")
-            return super().invoke(input, config, stop=stop, **kwargs)
 
     class OwnAinvoke(FakeListChatModel):
         async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
@@ -252,12 +277,9 @@ def test_a_model_with_its_own_invoke_is_called_through_it(demo_db: Path) -> None
             calls.append("ainvoke")
             return await super().ainvoke(input, config, stop=stop, **kwargs)
 
-    assert LLMClient(FakeListChatModel(responses=replies)).direct
-    for model in (OwnInvoke(responses=replies), OwnAinvoke(responses=replies)):
-        assert not LLMClient(model).direct
-        answer = tablechat.connect(demo_db, llm=model).ask("how many regions")
-        assert answer.text == "There are 5 regions." and answer.rows == [(5,)]
-    assert calls == ["invoke", "invoke", "ainvoke", "ainvoke"]  # SQL and answer, each model
+    answer = tablechat.connect(demo_db, llm=OwnAinvoke(responses=replies)).ask("how many regions")
+    assert answer.text == "There are 5 regions." and answer.rows == [(5,)]
+    assert calls == ["ainvoke", "ainvoke"]  # SQL and answer
 
 
 def test_a_langchain_run_that_asks_sees_the_model_calls(demo_db: Path) -> None:
@@ -323,3 +345,19 @@ def test_sql_extraction(reply: str, expected: str) -> None:
     from tablechat.agent.extract import extract_sql
 
     assert extract_sql(reply) == expected
+
+
+def test_the_sql_grammar_names_only_the_schemas_tables_and_columns(demo_db: Path) -> None:
+    import re
+
+    from tablechat.agent.grammar import sql_grammar
+
+    with tablechat.connect(demo_db) as tc:
+        snap = tc.snapshot()
+    grammar = sql_grammar(snap, ["regions", "customers"])
+    rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines())
+    tables = set(re.findall(r'"([^"]+)"', rules["table"]))
+    columns = set(re.findall(r'"([^"]+)"', rules["bare"]))
+    assert tables == {"regions", "customers"}  # only the tables shown to the model
+    assert columns == {c.name for t in ("regions", "customers") for c in snap.tables[t].columns}
+    assert all(q.split(".")[0] in tables for q in re.findall(r'"([^"]+)"', rules["qcolumn"]))

@@ -229,7 +229,8 @@ def test_retry_budget_ends_in_a_clear_error(make) -> None:  # type: ignore[no-un
     answer = tc.ask("customers nope")
     assert answer.error_type == "NoAnswerError"
     assert "after 2 attempts" in (answer.error or "") and "nope" in (answer.error or "")
-    assert len(model.of(SQL)) == 2
+    # attempt 2 repeated attempt 1: asked once more with varied sampling, never run again
+    assert len(model.of(SQL)) == 3
 
 
 # -- usage and failures -------------------------------------------------------------------------

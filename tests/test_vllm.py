@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,14 +120,15 @@ def test_answer_with_constrained_sql(demo_db: Path, fake_vllm: FakeVLLM) -> None
     body = sql_request["body"]
     assert body["structured_outputs"]["json"]["required"] == ["sql"]
     assert not [k for k in body if k.startswith("guided_")]
-    assert body["stream"] is False
+    # every call streams, so a call given up at its timeout frees the server's slot
+    assert body["stream"] is True and body["max_completion_tokens"] == 512
     prompt = body["messages"][0]["content"]
     # static parts first (prefix caching), the question last
     assert prompt.index("## Database schema") < prompt.index("## Rules") \
         < prompt.index("How many customers are there?")
     assert '{"sql":' in prompt  # the reply format matches the constraint
     (answer_request,) = by_kind(fake_vllm, ANSWER)
-    assert answer_request["body"]["stream"] is False  # ask() waits for the whole sentence
+    assert answer_request["body"]["stream"] is True  # streamed, though ask() shows it whole
     assert "structured_outputs" not in answer_request["body"]
     # sql + answer; a question naming the schema needs no router call
     assert answer.usage.llm_calls == 2
@@ -160,7 +162,7 @@ def test_stream_streams_the_answer_sentence_with_usage(demo_db: Path, fake_vllm:
     events = _streamed(tc, "How many customers are there?", tokens=False)
     assert not [e for e in events if isinstance(e, ev.Token)]
     (answer_request,) = by_kind(fake_vllm, ANSWER)
-    assert answer_request["body"]["stream"] is False
+    assert answer_request["body"]["stream"] is True
 
 
 def test_usage_counts_every_call(demo_db: Path, fake_vllm: FakeVLLM) -> None:
@@ -187,7 +189,7 @@ def test_chat_message_is_routed_with_a_constrained_choice(
     assert router["body"]["structured_outputs"] == {"choice": ["data", "chat"]}
     assert router["body"].get("max_completion_tokens", router["body"].get("max_tokens")) <= 8
     (chat,) = by_kind(fake_vllm, CHAT)
-    assert chat["body"]["stream"] is False and chat["body"]["messages"][0]["role"] == "system"
+    assert chat["body"]["stream"] is True and chat["body"]["messages"][0]["role"] == "system"
     assert not by_kind(fake_vllm, SQL)
     assert answer.usage.llm_calls == 2
     fake_vllm.reset()
@@ -259,19 +261,19 @@ def test_health_reports_the_server(demo_db: Path, fake_vllm: FakeVLLM) -> None:
     assert llm["message"] == "engine: llm (model fake-sql-model)"
 
 
-def test_tablechat_models_use_the_transport_and_own_models_keep_theirs(
+def test_tablechat_models_use_the_openai_sdk_and_own_models_keep_theirs(
     demo_db: Path, fake_vllm: FakeVLLM
 ) -> None:
+    import openai
     from langchain_openai import ChatOpenAI
-
-    from tablechat.openai_transport import ChatCompletionsTransport
 
     script(fake_vllm, sql=COUNT_SQL, as_json=False)
     tc = connect(demo_db, fake_vllm.url)
     assert tc.ask("How many customers are there?").rows == [(5000,)]
-    assert isinstance(tc._agent.client.model.async_client, ChatCompletionsTransport)
-    built = [r["headers"]["user-agent"] for r in fake_vllm.chat_requests()]
-    assert set(built) == {"tablechat"}
+    assert tc._agent is not None
+    assert isinstance(tc._agent.client.model.root_async_client, openai.AsyncOpenAI)
+    built = {r["headers"]["user-agent"].split("/")[0] for r in fake_vllm.chat_requests()}
+    assert built == {"AsyncOpenAI"}  # the SDK's own client, no transport of ours
     fake_vllm.reset()
     script(fake_vllm, sql=COUNT_SQL, as_json=False)
     own = ChatOpenAI(**fake_vllm.chat_openai_kwargs())
@@ -395,11 +397,24 @@ def test_server_dying_mid_session_switches_to_offline(demo_db: Path, fake_vllm_f
 def test_context_overflow_is_explained(demo_db: Path, fake_vllm: FakeVLLM) -> None:
     error = ("This model's maximum context length is 8192 tokens. However, your request has "
              "9100 input tokens. Please reduce the length of the input messages.")
-    script(fake_vllm, sql=[{"status": 400, "error": error}])
+    # vLLM names the field at fault: the error is classified by it, not by its wording
+    script(fake_vllm, sql=[{"status": 400, "error": error, "param": "input_tokens"}])
     answer = connect(demo_db, fake_vllm.url).ask("How many customers are there?")
     assert answer.error_type == "LLMUnavailableError"
     assert "context window" in (answer.error or "")
-    assert len(by_kind(fake_vllm, SQL)) == 2  # re-trimmed once before giving up
+    first, second = by_kind(fake_vllm, SQL)  # re-trimmed once before giving up
+    # the retry is genuinely smaller, never the refused prompt again
+    assert len(second["body"]["messages"][0]["content"]) < \
+        len(first["body"]["messages"][0]["content"])
+
+
+def test_context_overflow_is_not_resent_when_nothing_can_be_cut(
+        demo_db: Path, fake_vllm_factory: Callable[..., FakeVLLM]) -> None:
+    server = fake_vllm_factory(max_model_len=200)  # not even the prompt's frame fits
+    server.script(replies=[{"content": "SELECT 1"}])
+    answer = connect(demo_db, server.url).ask("How many customers are there?")
+    assert "context window" in (answer.error or "")
+    assert len(by_kind(server, SQL)) == 1  # the same prompt would fail the same way
 
 
 # -- the CLI ------------------------------------------------------------------------------------

@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     llm_url: str | None = Field(
         None,
         description="Base URL of an OpenAI-compatible server, e.g. a vLLM server at "
-        "http://127.0.0.1:8000/v1. Empty: no LLM (the offline engine answers).",
+        "http://127.0.0.1:8000/v1, or gguf:/path/model.gguf to run a GGUF model in-process "
+        "(needs tablechat[local]). Empty: no LLM (the offline engine answers).",
     )
     llm_model: str | None = Field(
         None, description="Model name to request. Empty: the first model the server lists."

@@ -7,8 +7,6 @@ stream of typed events (``events.py``).
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,13 +15,13 @@ from langchain_core.language_models import BaseChatModel
 
 from . import _loop
 from . import events as ev
-from .agent.budget import TokenCounter
-from .agent.client import LLMClient
 from .agent.context import QuestionContext, normalize_history
 from .agent.engine import LLMEngine
 from .answer import Answer, Usage
+from .backends import ServerInfo, failure_kind
 from .chart import chart_spec
 from .config import Settings
+from .engines import LLMConnection
 from .errors import (
     BadQuestionError,
     LLMUnavailableError,
@@ -33,16 +31,6 @@ from .errors import (
     UserFacingError,
 )
 from .export import Export, write_csv
-from .llm import (
-    ServerInfo,
-    build_chat_model,
-    failure_kind,
-    llm_health,
-    model_name,
-    probe_server,
-    resolve_model_name,
-    server_root,
-)
 from .redact import redact_url, scrub
 from .semantic import SemanticLayer
 from .sql.database import Database
@@ -50,8 +38,6 @@ from .sql.guard import CheckedSQL, SQLGuard
 from .sql.limits import SQLLimits
 from .sql.schema import SchemaSnapshot, TableInfo
 
-PROBE_TTL_SECONDS = 30.0
-_BUILD_LOCK = threading.Lock()
 NO_LLM_HELP = (
     "No LLM is configured, so I can only answer questions the offline engine understands. "
     "To answer anything, point tablechat at a vLLM server: start one with "
@@ -96,10 +82,7 @@ class TableChat:
         self.semantic = semantic
         self._llm = llm
         self._offline = offline
-        self._agent: LLMEngine | None = None
-        self._server: ServerInfo | None = None
-        self._probed_at = 0.0
-        self._lock = threading.Lock()
+        self.llm = LLMConnection(settings, llm)  # probing, engine choice, going offline
         self._guards: dict[int, SQLGuard] = {}
         self._described: SchemaSnapshot | None = None
 
@@ -131,59 +114,15 @@ class TableChat:
     # -- engines ------------------------------------------------------------------------------
     def server_info(self, *, refresh: bool = False) -> ServerInfo | None:
         """The configured LLM server's state (None when no server URL is configured)."""
-        if not self.settings.llm_url:
-            return None
-        with self._lock:
-            stale = time.monotonic() - self._probed_at > PROBE_TTL_SECONDS
-            if self._server is None or refresh or (stale and not self._server.reachable):
-                self._server = probe_server(
-                    self.settings.llm_url,
-                    self.settings.llm_api_key,
-                    timeout=self.settings.llm_connect_timeout,
-                )
-                self._probed_at = time.monotonic()
-            return self._server
+        return self.llm.server_info(refresh=refresh)
+
+    @property
+    def _agent(self) -> LLMEngine | None:
+        return self.llm.agent
 
     def _llm_agent(self) -> LLMEngine | None:
         """The LLM engine, or None when no LLM is configured or reachable."""
-        if self._agent is not None:
-            return self._agent
-        with _BUILD_LOCK:  # concurrent first questions build one client, not one each
-            if self._agent is None:
-                self._agent = self._build_llm_engine()
-            return self._agent
-
-    def _build_llm_engine(self) -> LLMEngine | None:
-        model = self._llm
-        structured = False
-        counter = TokenCounter()
-        max_len = self.settings.max_model_len
-        if model is None:
-            info = self.server_info()
-            if info is None or not info.reachable or not self.settings.llm_url:
-                return None
-            name = resolve_model_name(self.settings, info)
-            model = build_chat_model(self.settings, model=name)
-            structured = self.settings.llm_structured_output and info.is_vllm
-            max_len = max_len or info.max_model_len
-            if info.is_vllm:  # count prompt tokens with the served model's own tokenizer
-                counter = TokenCounter(server_root(self.settings.llm_url) + "/tokenize", name,
-                                       self.settings.llm_api_key,
-                                       timeout=self.settings.llm_connect_timeout)
-        client = LLMClient(model, structured=structured, label=model_name(model),
-                           timeout=self.settings.llm_timeout)
-        return LLMEngine(client, counter=counter, max_model_len=max_len,
-                         max_tokens=self.settings.llm_max_tokens)
-
-    async def _llm_failed(self, exc: LLMUnavailableError) -> None:
-        """A call failed: when the server is gone, answer offline until the next probe."""
-        if self._llm is None and failure_kind(exc) == "connection":
-            with self._lock:
-                self._server = ServerInfo(False, error=str(exc))
-                self._probed_at = time.monotonic()
-                agent, self._agent = self._agent, None
-            if agent is not None:
-                await agent.client.aclose()
+        return self.llm.engine()
 
     @property
     def engine_name(self) -> str:
@@ -266,7 +205,7 @@ class TableChat:
             else:
                 agent = await _loop.in_thread(self._llm_agent)
             if agent is None:
-                info = self._server if self.settings.llm_url and self._llm is None else None
+                info = self.llm.server if self.settings.llm_url and self._llm is None else None
                 if info is not None and not info.reachable:  # probed in _llm_agent, off-loop
                     url = redact_url(self.settings.llm_url)  # never its credentials
                     reason = f"the LLM server at {url} is unreachable ({scrub(info.error)})"
@@ -286,7 +225,7 @@ class TableChat:
                         shown = shown or not isinstance(event, ev.Status)
                         yield event
                 except LLMUnavailableError as exc:
-                    await self._llm_failed(exc)
+                    await self.llm.failed(exc)
                     if shown or self._offline is None:
                         raise
                     what = "unreachable" if failure_kind(exc) == "connection" else "failed"
@@ -430,25 +369,16 @@ class TableChat:
             db["tables"] = len(self.snapshot().tables)
         except TableChatError as exc:
             db = {"ok": False, "error": str(exc)}
-        llm: dict[str, Any]
-        if self._llm is not None:
-            llm = {"configured": True, "reachable": True, "model": model_name(self._llm)}
-        elif not self.settings.llm_url:
-            llm = {"configured": False, "reachable": False, "model": None,
-                   "message": "no LLM configured: the offline engine answers"}
-        else:
-            info = self.server_info(refresh=True)
-            assert info is not None
-            structured = self._agent.structured if self._agent is not None else None
-            llm = llm_health(self.settings, info, structured=structured)
+        llm = self.llm.health()
         engine = "llm" if llm["reachable"] else "offline"
         return {"ok": bool(db.get("ok")), "database": db, "llm": llm, "engine": engine}
 
     def close(self) -> None:
-        agent, self._agent = self._agent, None
-        if agent is not None and self._llm is None:  # a client we built: close its connections
+        """Close the LLM client (and stop an embedded model) and the database."""
+        if self.llm.agent is not None:  # a client we built: close its connections
             with contextlib.suppress(Exception):  # closing must not fail, nor hang
-                _loop.submit(agent.client.aclose()).result(timeout=5)
+                _loop.submit(self.llm.aclose()).result(timeout=5)
+        self.llm.stop()
         self.database.close()
 
     def __enter__(self) -> TableChat:

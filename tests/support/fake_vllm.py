@@ -27,7 +27,9 @@ Control API (loopback clients only; never logged):
   ``"reply": {...}`` or ``"replies": [...]`` (used in order, the last one repeats). Else the
   next queued reply; else ``default`` (``{"content": "SELECT 1"}`` unless set).
 - A reply: ``content`` (str), ``status`` (200; 4xx/5xx answers an OpenAI-style error),
-  ``error`` (message for that error), ``retry_after`` (seconds, sent as ``Retry-After``),
+  ``error`` (message for that error), ``param`` (the error's ``param``: vLLM names the field
+  at fault, ``input_tokens`` for a prompt too long), ``retry_after`` (seconds, sent as
+  ``Retry-After``),
   ``delay`` (seconds before the first byte), ``token_delay`` (seconds between streamed
   tokens; a non-streamed reply waits ``token_delay * tokens``), ``fault``, ``fault_after``
   (content tokens streamed before the fault; default half), ``finish_reason``,
@@ -87,6 +89,7 @@ REPLY_KEYS = frozenset(
         "fault_after",
         "finish_reason",
         "tool_calls",
+        "param",
     }
 )
 ERROR_TYPES = {
@@ -655,7 +658,8 @@ class Handler(BaseHTTPRequestHandler):
             if reply.get("retry_after") is not None:
                 headers["Retry-After"] = str(reply["retry_after"])
             message = reply.get("error") or f"Scripted error {status}."
-            self._send(status, error_body(message, status), headers=headers)
+            self._send(status, error_body(message, status, param=reply.get("param")),
+                       headers=headers)
             return status
 
         pieces = reply_pieces(str(reply.get("content") or ""))

@@ -11,6 +11,7 @@ e.g. ``pythonpath = ["app", "."]`` under ``[tool.pytest.ini_options]``.)
 - ``fake_vllm``: that server, with script and request log reset before and after each test.
 - ``fake_vllm_factory``: start extra servers with other options (``api_key=...``,
   ``reject_structured_outputs=True``, ``max_model_len=...``); stopped after the test.
+- ``llama_server``: a real llama.cpp server with real weights (SmolLM2-135M), one per session.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.support.fake_vllm_client import FakeVLLM
+from tests.support.llama_server import LlamaServer
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +50,10 @@ def fake_vllm_factory() -> Iterator[Callable[..., FakeVLLM]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[LlamaServer]:
+    """One real llama.cpp server with SmolLM2-135M for the whole session (real-model tier)."""
+    with LlamaServer() as server:
+        yield server

@@ -2,7 +2,8 @@
 
 Counting, best first:
 
-1. vLLM's ``POST /tokenize`` (exact: the served model's own tokenizer), when the server has it;
+1. the server's ``POST /tokenize`` (exact: the served model's own tokenizer; vLLM's and
+   llama.cpp's, each in its own dialect given by the backend), when the server has it;
 2. ``tiktoken``, only when its BPE file is already in tiktoken's local cache (tiktoken downloads
    encodings on first use; tablechat never triggers a download);
 3. a deterministic approximation (:func:`approx_tokens`) meant to over-count slightly.
@@ -86,10 +87,13 @@ class TokenCounter:
         model: str | None = None,
         api_key: str | None = None,
         *,
+        payload: Callable[[str], dict[str, Any]] | None = None,
         timeout: float = 5.0,
     ) -> None:
         # credentials in the URL become basic auth: httpx logs every request's URL (issue 11)
         self.tokenize_url, self._auth = _split_credentials(tokenize_url)
+        # the request body for a text (vLLM: prompt + model; llama.cpp: content)
+        self.payload = payload
         self.model = model
         self.api_key = api_key
         self.timeout = timeout
@@ -140,9 +144,13 @@ class TokenCounter:
         import httpx
 
         assert self.tokenize_url is not None
-        body: dict[str, Any] = {"prompt": text}
-        if self.model:
-            body["model"] = self.model
+        body: dict[str, Any]
+        if self.payload is not None:
+            body = self.payload(text)
+        else:
+            body = {"prompt": text}
+            if self.model:
+                body["model"] = self.model
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         auth: Any = httpx.BasicAuth(*self._auth) if self._auth and not self.api_key \
             else httpx.USE_CLIENT_DEFAULT
@@ -151,7 +159,7 @@ class TokenCounter:
                 resp = await client.post(self.tokenize_url, json=body, headers=headers,
                                          auth=auth)
             if resp.status_code in (404, 405, 501):
-                self._server_ok = False  # not vLLM: never ask again
+                self._server_ok = False  # no tokenizer served: never ask again
                 return None
             resp.raise_for_status()
             data = resp.json()

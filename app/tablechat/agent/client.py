@@ -3,32 +3,34 @@
 Each call is bounded as a whole by ``timeout`` (the HTTP client's own timeout is per read, and
 the SDK's retries come on top), its tokens go into :class:`~tablechat.answer.Usage`, and any
 client failure becomes an :class:`~tablechat.errors.LLMUnavailableError` with a message for the
-person. Constrained decoding (vLLM's ``structured_outputs``) is asked for per call; the first
-time the server refuses it, it is switched off for every step and the call is repeated as free
-text.
+person. Request options (the reply limit, constrained decoding) are written in the server's
+dialect by its :class:`~tablechat.backends.LLMBackend`; the first time the server refuses a
+constraint (HTTP 400/422 to a constrained call that then succeeds without it), constraints are
+switched off for every step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, BaseMessageChunk
-from langchain_core.outputs import ChatGeneration
-from langchain_core.runnables.config import ensure_config
 
-from .. import _loop
 from ..answer import Usage
+from ..backends import LLMBackend, failure_kind
+from ..backends.failures import dropped
 from ..errors import LLMUnavailableError, TableChatError
-from ..llm import failure_kind, is_openai_compatible, llm_error, model_name, usage_of
+from ..llm import is_openai_compatible, llm_error, model_name, usage_of
 
 log = logging.getLogger(__name__)
 
 
 def text_of(message: BaseMessage | BaseMessageChunk) -> str:
+    """The text of a message whose content may be a list of parts."""
     content = message.content
     if isinstance(content, str):
         return content
@@ -37,24 +39,8 @@ def text_of(message: BaseMessage | BaseMessageChunk) -> str:
     return "".join(parts)
 
 
-def _run_config() -> dict[str, Any]:
-    """What ``invoke``/``ainvoke`` hand ``generate``: the run config of the calling context
-    (callbacks, tags and metadata of a LangChain run that called tablechat)."""
-    config = ensure_config()
-    return {"callbacks": config.get("callbacks"), "tags": config.get("tags"),
-            "metadata": config.get("metadata"), "run_name": config.get("run_name"),
-            "run_id": config.pop("run_id", None)}
-
-
-def _sync_only(model: BaseChatModel) -> bool:
-    from langchain_core.language_models.chat_models import SimpleChatModel
-
-    own = type(model)._agenerate
-    return own is BaseChatModel._agenerate or own is SimpleChatModel._agenerate
-
-
 class LLMClient:
-    """A chat model plus how to call it: timeout, structured outputs, token accounting."""
+    """A chat model plus how to call it: timeout, constraints, concurrency, token accounting."""
 
     def __init__(
         self,
@@ -63,30 +49,23 @@ class LLMClient:
         structured: bool = False,
         label: str | None = None,
         timeout: float = 60.0,
+        backend: LLMBackend | None = None,
+        retries: int = 0,
     ) -> None:
         self.model = model
+        self.retries = retries  # replies dropped midway, asked again (the SDK will not)
+        self.backend = backend
         self.structured = structured
         self.label = label or model_name(model)
         self.timeout = timeout
-        # bind request options (max_tokens, extra_body) only for OpenAI-protocol models
+        # request options (max_tokens, extra_body) only for OpenAI-protocol models
         self.openai_compatible = is_openai_compatible(model)
-        # a model with no asynchronous generate of its own: LangChain's ainvoke would run its
-        # synchronous one in a thread anyway, behind an async layer that costs more than the
-        # call; invoke it in a thread directly
-        self.sync_only = _sync_only(model)
-        # LangChain's invoke/ainvoke wrap the messages in a prompt value, unwrap them again and
-        # call the public generate/agenerate; calling those directly (with the same config
-        # from the context: a parent run's callbacks, tags, metadata) skips about 40 µs a call.
-        # Only for a model that keeps all of LangChain's own steps in between.
-        kind = type(model)
-        self.direct = all(getattr(kind, name) is getattr(BaseChatModel, name) for name in (
-            "invoke", "ainvoke", "generate_prompt", "agenerate_prompt", "_convert_input"))
         self.calls: dict[str, int] = {}  # step -> calls, for logs and tests
+        self._slots: asyncio.Semaphore | None = None
 
     async def aclose(self) -> None:
-        """Close the model's HTTP connections: the aiohttp session of the transport tablechat
-        gives the models it builds (``async_client``) and ChatOpenAI's own SDK clients."""
-        for attr in ("async_client", "root_async_client", "root_client"):
+        """Close the model's HTTP connections (ChatOpenAI's SDK clients)."""
+        for attr in ("root_async_client", "root_client"):
             client = getattr(self.model, attr, None)
             close = getattr(client, "aclose", None) or getattr(client, "close", None)
             if close is None:
@@ -98,20 +77,42 @@ class LLMClient:
             except Exception as exc:  # closing must never fail a shutdown
                 log.debug("closing the LLM client: %s", exc)
 
+    def constrains(self, spec: dict[str, Any] | None) -> bool:
+        """Whether a call asking for ``spec`` gets a constrained reply."""
+        if spec is None or not self.structured or not self.openai_compatible:
+            return False
+        return self.backend is None or self.backend.supports(spec)
+
     def _options(self, spec: dict[str, Any] | None, max_tokens: int | None) -> dict[str, Any]:
-        """Request options for one call, passed to ``ainvoke``/``astream`` as keyword arguments
-        (what ``model.bind`` would give, without building a RunnableBinding per call)."""
+        """Request options for one call, passed to ``ainvoke``/``astream`` as keyword
+        arguments (what ``model.bind`` would give, without a RunnableBinding per call)."""
+        if not self.openai_compatible:
+            return {}
+        constraint = spec if self.constrains(spec) else None
+        if self.backend is not None:
+            return self.backend.request_options(constraint, max_tokens)
         kwargs: dict[str, Any] = {}
-        if self.openai_compatible:
-            if spec is not None and self.structured:
-                # per-call extra_body replaces the constructor's: give the whole body here
-                kwargs["extra_body"] = {"structured_outputs": spec}
-            if max_tokens is not None:
-                kwargs["max_tokens"] = max_tokens
+        if constraint is not None:
+            kwargs["extra_body"] = {"structured_outputs": constraint}
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
         return kwargs
 
     def _count(self, step: str) -> None:
         self.calls[step] = self.calls.get(step, 0) + 1
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """Hold one of the server's slots (the embedded model runs one call at a time: a
+        second would only wait in its queue, its timeout running)."""
+        limit = self.backend.max_concurrency if self.backend is not None else None
+        if limit is None:
+            yield
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(limit)
+        async with self._slots:
+            yield
 
     async def invoke(
         self,
@@ -121,43 +122,40 @@ class LLMClient:
         step: str,
         structured: dict[str, Any] | None = None,
         max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> str:
-        """One non-streamed reply's text.
+        """One reply's text (streamed from the server, so a timeout frees its slot).
 
         ``messages`` may be a function of whether the reply is constrained (``structured`` is
         asked for and the server takes it), so the prompt can describe the reply format.
         """
-        asked_structured = structured is not None and self.structured and self.openai_compatible
-        prompt = list(messages(asked_structured) if callable(messages) else messages)
+        constrained = self.constrains(structured)
+        prompt = list(messages(constrained) if callable(messages) else messages)
         options = self._options(structured, max_tokens)
+        if temperature is not None and self.openai_compatible:
+            options["temperature"] = temperature
         try:
-            # asyncio.timeout, not wait_for: no extra task per call
-            async with asyncio.timeout(self.timeout):
-                if self.sync_only:
-                    message = await _loop.in_thread(self._generate, prompt, options)
-                elif self.direct:
-                    result = await self.model.agenerate([prompt], **_run_config(), **options)
-                    message = cast(ChatGeneration, result.generations[0][0]).message
-                else:
-                    message = await self.model.ainvoke(prompt, **options)
+            async with self._slot(), asyncio.timeout(self.timeout):
+                for attempt in range(self.retries + 1):
+                    try:
+                        message = await self.model.ainvoke(prompt, **options)
+                        break
+                    except Exception as exc:
+                        if attempt >= self.retries or not dropped(exc):
+                            raise
+                        log.info("the reply was cut off midway; asking again: %s", exc)
         except TableChatError:
             raise
         except Exception as exc:
-            if asked_structured and failure_kind(exc) == "structured":
-                log.info("the LLM server refused structured_outputs; using free text: %s", exc)
+            if constrained and failure_kind(exc) == "bad_request":
+                log.info("the LLM server refused the constraint; using free text: %s", exc)
                 self.structured = False
-                return await self.invoke(messages, usage, step=step, max_tokens=max_tokens)
+                return await self.invoke(messages, usage, step=step, max_tokens=max_tokens,
+                                         temperature=temperature)
             raise llm_error(exc, timeout=self.timeout) from exc
         self._count(step)
         usage.add(*usage_of(message))
         return text_of(message)
-
-    def _generate(self, prompt: list[BaseMessage], options: dict[str, Any]) -> BaseMessage:
-        """One blocking call (in a worker thread)."""
-        if not self.direct:
-            return self.model.invoke(prompt, **options)
-        result = self.model.generate([prompt], **_run_config(), **options)
-        return cast(ChatGeneration, result.generations[0][0]).message
 
     async def stream(
         self,
@@ -172,7 +170,7 @@ class LLMClient:
         replied = False
         prompt = completion = 0
         try:
-            async with asyncio.timeout(self.timeout):
+            async with self._slot(), asyncio.timeout(self.timeout):
                 async for chunk in self.model.astream(list(messages), **options):
                     replied = True
                     if chunk.usage_metadata:  # the last chunk, with stream_usage=True

@@ -1,8 +1,9 @@
 """The router: does a message need the database ("data") or is it conversation ("chat")?
 
-With vLLM the reply is constrained to one of the two words (``structured_outputs.choice``);
-other servers reply in free text and the first of the two words found decides. Anything else
-(an empty or odd reply) counts as "data": a data question answered as chat would be a guess.
+Where the backend enforces constraints the reply is one of the two words (vLLM's ``choice``,
+a llama.cpp grammar); other servers reply in free text and the first of the two words found
+decides. Anything else (an empty or odd reply) counts as "data": a data question answered as
+chat would be a guess.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Router:
         return self.obvious(ctx) or await self.ask(ctx, usage)
 
     async def ask(self, ctx: QuestionContext, usage: Usage) -> Route:
-        """The model's choice: one short call, constrained to the two words on vLLM."""
+        """The model's choice: one short call, constrained to the two words where the server can."""
         reply = await self.client.invoke(
             [HumanMessage(router_prompt(ctx))],
             usage,

@@ -3,9 +3,9 @@ then an answer sentence streamed from the same model.
 
 Prompts are built by plain functions (``sql_messages``, ``answer_messages``) and sent through an
 :class:`~tablechat.agent.client.LLMClient`, so tests use scripted chat models and production
-uses ``ChatOpenAI`` against vLLM. On vLLM the SQL is constrained to ``{"sql": "..."}`` JSON
-(``structured_outputs``), so the reply always parses; other servers get free text and
-:func:`~tablechat.agent.extract.extract_sql`.
+uses ``ChatOpenAI`` against vLLM or llama.cpp. Where the backend enforces constraints, the SQL
+is constrained to ``{"sql": "..."}`` JSON (in the server's dialect), so the reply always
+parses; other servers get free text and :func:`~tablechat.agent.extract.extract_sql`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from .. import _loop
 from .. import events as ev
 from ..answer import Usage
+from ..backends import context_size, failure_kind
 from ..chart import chart_spec
 from ..errors import InvalidSQLError, LLMUnavailableError, NoAnswerError, RetryableSQLError
-from ..llm import DEFAULT_MAX_MODEL_LEN, failure_kind
+from ..llm import DEFAULT_MAX_MODEL_LEN
 from ..redact import scrub
 from ..sql.database import QueryResult
 from .bounds import PromptLimits, clip_tokens, error_for_model, result_table
@@ -28,6 +29,8 @@ from .budget import SchemaFit, TokenCounter, fit_schema, input_budget
 from .client import LLMClient
 from .context import Message, QuestionContext
 from .extract import extract_sql
+from .grammar import sql_grammar
+from .grounding import grounded, plain_answer
 from .prompts import render
 
 SQL_JSON_SCHEMA: dict[str, Any] = {
@@ -39,6 +42,15 @@ SQL_JSON_SCHEMA: dict[str, Any] = {
 REPLY_JSON = 'Reply with a JSON object {"sql": "<the query>"} and nothing else.'
 REPLY_TEXT = "Reply with the SQL only, no explanation."
 HISTORY_TURNS = 6
+ANSWER_PREVIEW_ROWS = 20
+# sampling for a second try when the model repeats a query that already failed: at
+# temperature 0 a small model sent the same wrong SQL on all three attempts (issue 13)
+REPEAT_TEMPERATURE = 0.7
+
+
+def same_query(sql: str) -> str:
+    """``sql`` with case, spacing and a final semicolon ignored, to spot a repeated query."""
+    return " ".join(sql.split()).rstrip(";").strip().lower()
 
 
 def render_history(history: list[Message], turns: int = HISTORY_TURNS) -> str:
@@ -117,9 +129,13 @@ class SQLAgent:
 
     # -- schema context -----------------------------------------------------------------------
     async def schema_for(self, ctx: QuestionContext, inputs: dict[str, Any],
-                         shrink: float = 1.0) -> SchemaFit:
+                         shrink: float = 1.0, at_most: int | None = None) -> SchemaFit:
+        """The schema text for this question's prompt, within the model's window (and within
+        ``at_most`` tokens when a prompt of that size was already refused)."""
         window = self.max_model_len or ctx.settings.max_model_len or DEFAULT_MAX_MODEL_LEN
         budget = int(input_budget(window, self.max_tokens, ctx.settings.max_retries) * shrink)
+        if at_most is not None:
+            budget = min(budget, at_most)
         static = {**inputs, "history": "", "question": ""}
         return await fit_schema(
             ctx.prompt_snapshot,  # names, comments and samples bounded and defused
@@ -133,25 +149,49 @@ class SQLAgent:
                               - self.counter.estimate(inputs["semantic"])),
         )
 
+    def sql_constraint(self, ctx: QuestionContext, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The constraint for the SQL reply: the schema's grammar where the backend prefers it
+        (identifiers only from the tables shown), else ``{"sql": ...}`` JSON."""
+        backend = self.client.backend
+        if backend is not None and backend.sql_grammar and "grammar" in backend.constraints:
+            return {"grammar": sql_grammar(ctx.snapshot, inputs.get("tables"))}
+        return {"json": SQL_JSON_SCHEMA}
+
     async def _write_sql(self, ctx: QuestionContext, inputs: dict[str, Any],
-                         usage: Usage) -> str:
+                         usage: Usage, temperature: float | None = None) -> str:
+        constraint = self.sql_constraint(ctx, inputs)
+
         def build(structured: bool) -> list[BaseMessage]:
-            return sql_messages({**inputs, "structured": structured})
+            # a grammar reply is the SQL itself; only the JSON form needs the prompt to say so
+            return sql_messages({**inputs, "structured": structured and "json" in constraint})
 
         try:
             return await self.client.invoke(
-                build, usage, step="sql", structured={"json": SQL_JSON_SCHEMA}
+                build, usage, step="sql", structured=constraint, temperature=temperature,
             )
         except LLMUnavailableError as exc:
             if failure_kind(exc) != "context" or inputs.get("shrunk"):
                 raise
-        # The server counted more tokens than we estimated: estimate higher, trim harder, once.
+            refused = exc
+        # The prompt did not fit. Learn the real window when the server names it (llama.cpp
+        # does); estimate higher; and send a prompt genuinely smaller than the refused one,
+        # never the same one again (issue 13: the "shrink once" retry resent it identically).
         inputs["shrunk"] = True
+        learned = context_size(refused.__cause__) if refused.__cause__ is not None else None
+        if learned is not None:
+            self.max_model_len = min(self.max_model_len or learned, learned)
         self.counter.scale *= 1.5
-        fit = await self.schema_for(ctx, inputs, shrink=0.8)
+        refused_tokens = int(inputs.get("prompt_tokens") or 0)
+        fit = await self.schema_for(ctx, inputs, shrink=0.8,
+                                    at_most=int(refused_tokens * 0.7) or None)
+        if fit.text == inputs["schema"]:
+            raise refused  # nothing left to cut: the same prompt would fail the same way
         inputs["schema"] = fit.text
+        inputs["tables"] = fit.tables
+        inputs["prompt_tokens"] = fit.prompt_tokens
         return await self.client.invoke(
-            build, usage, step="sql", structured={"json": SQL_JSON_SCHEMA}
+            build, usage, step="sql", structured=self.sql_constraint(ctx, inputs),
+            temperature=temperature,
         )
 
     # -- the run ------------------------------------------------------------------------------
@@ -178,19 +218,29 @@ class SQLAgent:
         else:
             fit = await self.schema_for(ctx, inputs)
             inputs["schema"] = fit.text
+            inputs["tables"] = fit.tables
+            inputs["prompt_tokens"] = fit.prompt_tokens
             if fit.trimmed:
                 yield ev.Status(step="schema", message=f"schema trimmed to fit the model: "
                                 f"{fit.note}")
         result: QueryResult | None = None
         sql = ""
+        tried: dict[str, RetryableSQLError] = {}  # failed queries: never run or fed back twice
         for attempt in range(1, settings.max_retries + 2):
             yield ev.Status(step="write_sql", message="writing SQL" if attempt == 1 else
                             f"rewriting SQL (attempt {attempt})")
             reply = await self._write_sql(ctx, inputs, usage)
             sql = extract_sql(reply)
+            if sql and same_query(sql) in tried:
+                yield ev.Status(step="retry", message="the model repeated a query that failed; "
+                                "asking again with varied sampling")
+                reply = await self._write_sql(ctx, inputs, usage, REPEAT_TEMPERATURE)
+                sql = extract_sql(reply)
             try:
                 if not sql:
                     raise InvalidSQLError("the reply held no SQL query", sql=reply[:200])
+                if same_query(sql) in tried:
+                    raise tried[same_query(sql)]  # as it failed before, without running it
                 checked = ctx.check(sql)
                 yield ev.SQL(sql=checked.sql, attempt=attempt, source=sql)
                 yield ev.Status(step="run", message="running the query")
@@ -198,10 +248,14 @@ class SQLAgent:
                 sql = checked.sql
                 break
             except RetryableSQLError as exc:
-                inputs["failures"].append(
-                    {"reply": reply, "sql": sql or reply,
-                     "error": error_for_model(exc.for_model())}
-                )
+                if sql:
+                    tried.setdefault(same_query(sql), exc)
+                if not (sql and any(same_query(f["sql"]) == same_query(sql)
+                                    for f in inputs["failures"])):
+                    inputs["failures"].append(
+                        {"reply": reply, "sql": sql or reply,
+                         "error": error_for_model(exc.for_model())}
+                    )
                 if attempt > settings.max_retries:
                     raise NoAnswerError(
                         f"no valid query after {attempt} attempts; last error: {exc.message}"
@@ -239,7 +293,14 @@ class SQLAgent:
             # the data answer stands; only the sentence is missing
             parts = [f"Here is the result ({len(result.rows)} rows). "
                      f"The answer sentence is missing: {scrub(str(exc))}."]
-        yield ev.AnswerText(text="".join(parts).strip(), engine="llm")
+            yield ev.AnswerText(text="".join(parts).strip(), engine="llm")
+            return
+        text = "".join(parts).strip()
+        if not text or not grounded(text, result.rows[:ANSWER_PREVIEW_ROWS], question=question,
+                                    row_count=len(result.rows)):
+            # a number the result does not hold: the model's sentence would mislead
+            text = plain_answer(result.columns, result.rows, result.truncated)
+        yield ev.AnswerText(text=text, engine="llm")
 
 
 __all__ = [

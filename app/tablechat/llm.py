@@ -15,6 +15,7 @@ from langchain_core.messages import BaseMessage
 from .backends import LLMBackend, ServerInfo, failure_kind, probe_backend, server_root
 from .config import Settings, load_settings
 from .errors import ConfigurationError, LLMUnavailableError
+from .redact import redact_url
 
 DEFAULT_MAX_MODEL_LEN = 8192
 
@@ -30,7 +31,7 @@ def llm_health(settings: Settings, info: ServerInfo, *,
                structured: bool | None = None) -> dict[str, Any]:
     """The ``llm`` part of ``TableChat.health()`` for a configured server."""
     model = settings.llm_model or (info.models[0] if info.models else None)
-    llm: dict[str, Any] = {"configured": True, "url": settings.llm_url, "model": model,
+    llm: dict[str, Any] = {"configured": True, "url": redact_url(settings.llm_url), "model": model,
                            **info.to_dict()}
     if info.reachable and model not in info.models:
         llm["message"] = (f"the server does not list model {model!r} "

@@ -115,12 +115,14 @@ def _unspillable_db(tmp_path: Path) -> tuple[Path, Path]:
 
 
 SPILL_SQL = "SELECT s, count(*) AS n FROM t GROUP BY s ORDER BY n DESC, s"
+# the repair attempt: another query that spills too (the agent never reruns one that failed)
+SPILL_SQL_2 = "SELECT s, count(*) AS c FROM t GROUP BY s ORDER BY c DESC, s"
 
 
 def test_a_duckdb_error_naming_a_path_reaches_neither_person_nor_model(tmp_path: Path) -> None:
     db, blocker = _unspillable_db(tmp_path)
     prompts: list[str] = []
-    model = FakeListChatModel(responses=["data", SPILL_SQL, SPILL_SQL])  # router, SQL, SQL
+    model = FakeListChatModel(responses=["data", SPILL_SQL, SPILL_SQL_2])  # router, SQL, SQL
     original = model._call
     model.__dict__["_call"] = lambda messages, *a, **k: (
         prompts.append("\n".join(str(m.content) for m in messages))

@@ -163,7 +163,11 @@ def test_a_model_writing_3000_parentheses_gets_a_refusal_not_an_internal_error(
     errors = [e for e in events if isinstance(e, ev.Error)]
     assert errors and all("internal error" not in e.message for e in errors)
     assert all(e.error_type != "InternalError" for e in errors)
-    assert len(caplog.records) < 50  # on main: ~11,000 lines of traceback per request
+    # on main: ~11,000 lines of traceback per request. The HTTP client's own DEBUG chatter
+    # (a fixed few lines per request, more since every call streams) is not the flood
+    ours = [r for r in caplog.records if not r.name.startswith(("httpcore", "httpx", "asyncio"))]
+    assert len(ours) < 50
+    assert not any("Traceback" in r.getMessage() or r.exc_info for r in caplog.records)
 
 
 def _events(chat: tablechat.TableChat, question: str) -> list[ev.Event]:

@@ -263,6 +263,10 @@ class SQLGuard:
             elif kind == _SELECT:
                 if not node.expressions:  # bare SELECT: sqlglot parses it, no database runs it
                     raise InvalidSQLError("SELECT needs at least one column", sql=text)
+                if node.args.get("settings") or node.args.get("format"):
+                    # ClickHouse: SETTINGS lifts the server's limits, FORMAT changes the reply
+                    raise UnsafeSQLError("SETTINGS and FORMAT clauses are not allowed",
+                                         sql=text)
             elif kind == _COLUMN:
                 refs.columns.append(cast(exp.Column, node))
             elif kind == _ALIAS:
@@ -283,6 +287,8 @@ class SQLGuard:
         if not isinstance(target, exp.Identifier):
             raise UnsafeSQLError(f"unsupported table expression {target.sql()!r}", sql=text)
         name = table.name
+        if "/" in name and name.lower() not in self._tables:  # Spark's csv.`/path`, a URL
+            raise UnsafeSQLError(f"reading files ({name!r}) is not allowed", sql=text)
         for part in (table.args.get("catalog"), table.args.get("db")):
             if part is not None and part.name.lower() not in self._qualifiers:
                 raise UnsafeSQLError(

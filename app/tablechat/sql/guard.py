@@ -30,6 +30,7 @@ from .bounds import check_value_bounds
 from .functions import DENIED, FunctionPolicy
 from .limits import SQLLimits, too_deep
 from .nodes import FORBIDDEN_NODES
+from .tables import TableNames
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -143,7 +144,6 @@ class SQLGuard:
         self._functions = FunctionPolicy(dialect, self.limits.max_series_rows)
         self.max_rows = max_rows
         self.schema = {t: dict(cols) for t, cols in schema.items()}
-        self._tables = {t.lower(): t for t in self.schema}
         self._columns = {t.lower(): frozenset(c.lower() for c in cols)
                          for t, cols in self.schema.items()}
         # dialect objects built once: sqlglot looks a dialect name up on every call otherwise
@@ -152,8 +152,8 @@ class SQLGuard:
         self._repair = tuple(Dialect.get_or_raise(d) for d in REPAIR_DIALECTS if d != dialect)
         # built once: qualify() would otherwise copy and normalize the schema on every call
         self._mapping = MappingSchema(dict(self.schema), dialect=dialect)
-        self._qualifiers = {q.lower() for q in allowed_qualifiers}
-        self._dotted = any("." in t for t in self._tables)  # tables of other schemas
+        # which tables and schemas a query may name (sql/tables.py)
+        self._names = TableNames(self.schema, allowed_qualifiers)
 
     # -- public -------------------------------------------------------------------------------
     def check(self, sql: str, *, max_rows: int | None = -1) -> CheckedSQL:
@@ -177,8 +177,7 @@ class SQLGuard:
         # values one call builds (repeat, lpad, ...): neither the timeout nor memory_limit
         # stops them inside DuckDB (issue 11, class 3)
         check_value_bounds(tree, max_cell_bytes=self.limits.max_cell_bytes)
-        tables = frozenset(self._tables.get(self._key(t), t.name) if t.args.get("db") else t.name
-                           for t in refs.tables if t.name)
+        tables = frozenset(self._names.canonical(t) for t in refs.tables if t.name)
         limited = self._apply_limit(tree, cap)
         # generate what runs first: a column check by qualify rewrites the tree in place
         out = self._codec.generate(tree)
@@ -279,56 +278,8 @@ class SQLGuard:
             elif kind == _CTE:
                 refs.ctes.add(node.alias_or_name.lower())
         for table in refs.tables:
-            self._check_table(table, refs.ctes, text)
+            self._names.check(table, refs.ctes, text)
         return refs
-
-    def _key(self, table: exp.Table) -> str:
-        """The schema key a table reference reads: ``schema.table`` (lower case) when it names
-        a schema other than this database's own (TABLECHAT_SCHEMAS), else its name."""
-        db = table.args.get("db")
-        if db is not None and db.name.lower() not in self._qualifiers:
-            return f"{db.name}.{table.name}".lower()
-        return table.name.lower()
-
-    def _check_table(self, table: exp.Table, cte_names: set[str], text: str) -> None:
-        target = table.this
-        if isinstance(target, exp.Func):  # checked by the walk
-            return
-        if not isinstance(target, exp.Identifier):
-            raise UnsafeSQLError(f"unsupported table expression {target.sql()!r}", sql=text)
-        name = table.name
-        if "/" in name and name.lower() not in self._tables:  # Spark's csv.`/path`, a URL
-            raise UnsafeSQLError(f"reading files ({name!r}) is not allowed", sql=text)
-        catalog, db = table.args.get("catalog"), table.args.get("db")
-        if catalog is not None and catalog.name.lower() not in self._qualifiers:
-            raise UnsafeSQLError(
-                f"table {table.sql()} is outside this database (only its own tables)", sql=text)
-        key = self._key(table)
-        if db is not None and db.name.lower() not in self._qualifiers:
-            # another schema: only the tables of the schemas listed (TABLECHAT_SCHEMAS), never
-            # pg_catalog, information_schema, system. ... unless listed
-            if key not in self._tables:
-                raise UnsafeSQLError(
-                    f"table {table.sql()} is outside this database (only its own tables)",
-                    sql=text,
-                )
-            return
-        if db is None and key in cte_names:
-            return
-        if db is None and "." in name and key in self._tables:
-            # "extra.notes" as one quoted name (the offline engine writes table names so):
-            # the table extra.notes, under that name for the query's column references
-            schema, _, own = self._tables[key].partition(".")
-            table.set("this", exp.to_identifier(own, quoted=True))
-            table.set("db", exp.to_identifier(schema, quoted=True))
-            if not table.alias:
-                table.set("alias", exp.TableAlias(this=exp.to_identifier(name, quoted=True)))
-            return
-        if key not in self._tables or "." in key:
-            if "." in name or "/" in name:
-                raise UnsafeSQLError(f"reading files ({name!r}) is not allowed", sql=text)
-            known = ", ".join(sorted(self.schema)[:30])
-            raise InvalidSQLError(f"unknown table {name!r}; tables are: {known}", sql=text)
 
     def _columns_resolve(self, refs: _Refs) -> bool:
         """The fast column check: True when every column reference names a column of a table
@@ -339,7 +290,7 @@ class SQLGuard:
         sources: dict[str, frozenset[str]] = {}
         known = set(refs.names)
         for table in refs.tables:
-            name = self._key(table)
+            name = self._names.key(table)
             if name in refs.ctes and not table.args.get("db"):
                 continue
             columns = self._columns.get(name)
@@ -387,17 +338,7 @@ class SQLGuard:
             return out, ["column check skipped"]
 
     def _qualify(self, tree: exp.Expr) -> exp.Expr:
-        if self._dotted:
-            # the schema maps "schema.table" as one name (sqlglot's MappingSchema wants every
-            # table at one depth): read schema.table references as that name
-            for table in tree.find_all(exp.Table):
-                key = self._key(table)
-                if table.args.get("db") is not None and "." in key and key in self._tables:
-                    alias = table.alias or table.name
-                    table.set("db", None)
-                    table.set("catalog", None)
-                    table.set("this", exp.to_identifier(self._tables[key], quoted=True))
-                    table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+        self._names.flatten(tree)
         return qualify(
             tree,
             schema=self._mapping,

@@ -201,5 +201,7 @@ def test_the_offline_engine_answers_over_several_schemas(
         duck, post = offline_tc.ask(question), pg_two.ask(question)
         assert post.error is None and post.rows, (question, post.error)
         assert _rows(post.rows) == _rows(duck.rows)
+    # the value index reads the other schema's columns too
+    assert sorted(pg_two.database.distinct_values("extra.notes", "body")) == ["first", "second"]
     notes = pg_two.ask("How many notes are there?")  # a table of the other schema
     assert notes.error is None and notes.rows == [(2,)], (notes.sql, notes.error)

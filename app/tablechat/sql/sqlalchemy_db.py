@@ -32,7 +32,13 @@ SQLALCHEMY_DIALECTS = {
     "bigquery": "bigquery",
     "duckdb": "duckdb",
     "trino": "trino",
+    "presto": "presto",
+    "awsathena": "athena",
     "redshift": "redshift",
+    "databricks": "databricks",
+    "hive": "hive",  # Spark SQL through PyHive's thrift server
+    "clickhouse": "clickhouse",
+    "clickhousedb": "clickhouse",  # clickhouse-connect's dialect name
 }
 
 

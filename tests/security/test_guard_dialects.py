@@ -261,3 +261,13 @@ def test_the_row_cap_is_written_in_the_dialects_syntax() -> None:
     for dialect in ("trino", "bigquery", "snowflake", "clickhouse", "spark"):
         checked = SQLGuard(SCHEMA, dialect=dialect, max_rows=10).check("SELECT id FROM customers")
         assert checked.sql.endswith("LIMIT 11"), (dialect, checked.sql)
+
+
+def test_every_sqlalchemy_backend_gets_a_guard_in_its_dialect() -> None:
+    from tablechat.sql.sqlalchemy_db import SQLALCHEMY_DIALECTS
+
+    for backend, dialect in SQLALCHEMY_DIALECTS.items():
+        guard = SQLGuard(SCHEMA, dialect=dialect)
+        assert guard.check("SELECT id FROM customers").tables == {"customers"}, backend
+        with pytest.raises(UnsafeSQLError):
+            guard.check("DELETE FROM customers")

@@ -49,6 +49,7 @@ def connect(
             max_temp_directory_size=cfg.max_temp_directory_size,
             sample_values=cfg.sample_values,
             limits=ResultLimits.from_settings(cfg),
+            schemas=cfg.schemas,
         )
     semantic = _semantic_layer(cfg, db)
     offline = _offline_engine(db, semantic)

@@ -82,7 +82,7 @@ def test_a_store_that_cannot_be_read_fails_no_answer(demo_db: Path, tmp_path: Pa
     bad = tmp_path / "not-a-database.sqlite"
     bad.write_bytes(b"this is not SQLite" * 100)
     monkeypatch.setenv("TABLECHAT_STORE", f"sqlite:///{bad}")
-    model, sent = _recording(["SELECT count(*) AS n FROM customers", "There are 5,000."])
+    model, _sent = _recording(["SELECT count(*) AS n FROM customers", "There are 5,000."])
     try:
         with tablechat.connect(demo_db, llm=model) as tc:
             answer = tc.ask("how many customers")

@@ -49,19 +49,24 @@ def connect(
             max_temp_directory_size=cfg.max_temp_directory_size,
             sample_values=cfg.sample_values,
             limits=ResultLimits.from_settings(cfg),
+            schemas=cfg.schemas,
         )
     semantic = _semantic_layer(cfg, db)
     offline = _offline_engine(db, semantic)
-    if offline is not None and cfg.memory:  # verified examples from the store (issue 14)
+    memory = None
+    if cfg.memory:  # verified examples from the store (issue 14): both engines use them
         from .memory import store_memory
 
-        offline.memory = store_memory(cfg, db.name)
+        memory = store_memory(cfg, db.name)
+        if offline is not None:
+            offline.memory = memory
     return TableChat(
         db,
         settings=cfg,
         llm=llm if isinstance(llm, BaseChatModel) else None,
         semantic=semantic,
         offline=offline,
+        memory=memory,
     )
 
 

@@ -210,8 +210,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+WEB_PACKAGES = frozenset({"gradio", "fastapi", "starlette", "uvicorn", "multipart",
+                          "python_multipart", "anyio"})
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .web.server import serve
+    try:
+        from .web.server import serve
+    except ImportError as exc:  # the core installs without the web layer (pyproject extras)
+        if (exc.name or "").split(".")[0] not in WEB_PACKAGES:
+            raise
+        raise ConfigurationError(
+            f"`tablechat serve` needs the web extra ({exc.name} is not installed): "
+            "pip install 'tablechat[web]'"
+        ) from None
 
     tc = _connect(args)
     serve(tc, host=args.host, port=args.port)

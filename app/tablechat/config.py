@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         "is cut and ends with '…'. The guard also refuses SQL that would build a larger value "
         "(repeat, lpad, range as a list, ...).",
     )
+    schemas: str = Field(
+        "", description="Comma-separated schemas to read tables from (PostgreSQL and other "
+        "SQLAlchemy databases). The first is the default: its tables go by their own names "
+        "and search_path is pinned to it; the others' as schema.table. Empty: the "
+        "connection's default schema only. The guard refuses tables of any other schema.",
+    )
     sample_values: int = Field(
         5, ge=0, description="Distinct sample values shown per text column in the schema context."
     )

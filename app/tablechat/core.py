@@ -76,8 +76,11 @@ class TableChat:
         llm: BaseChatModel | None = None,
         semantic: SemanticLayer | None = None,
         offline: Engine | None = None,
+        memory: Any = None,
     ) -> None:
         self.database = database
+        # verified examples (tablechat.memory.StoreMemory): few-shot examples for the LLM
+        self.memory = memory
         self.settings = settings
         self.semantic = semantic
         self._llm = llm
@@ -166,6 +169,7 @@ class TableChat:
             semantic=self.semantic,
             session=session,
             stream_tokens=stream_tokens,
+            memory=self.memory,
         )
 
     async def stream(

@@ -34,6 +34,8 @@ class QuestionContext:
     # in one reply instead of streamed, which costs the client less for the same text
     stream_tokens: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    # verified question→SQL pairs of this database (``search(question, k)``), or None
+    memory: Any = None
     limits: PromptLimits = field(init=False)
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ parses; other servers get free text and :func:`~tablechat.agent.extract.extract_
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,11 +21,26 @@ from .. import events as ev
 from ..answer import Usage
 from ..backends import context_size, failure_kind
 from ..chart import chart_spec
-from ..errors import InvalidSQLError, LLMUnavailableError, NoAnswerError, RetryableSQLError
+from ..errors import (
+    InvalidSQLError,
+    LLMUnavailableError,
+    NoAnswerError,
+    RetryableSQLError,
+    TableChatError,
+)
 from ..llm import DEFAULT_MAX_MODEL_LEN
 from ..redact import scrub
 from ..sql.database import QueryResult
-from .bounds import PromptLimits, clip_tokens, error_for_model, result_table
+from .bounds import (
+    HISTORY_MESSAGE_CHARS,
+    HISTORY_SQL_CHARS,
+    PromptLimits,
+    clip,
+    clip_tokens,
+    defuse,
+    error_for_model,
+    result_table,
+)
 from .budget import SchemaFit, TokenCounter, fit_schema, input_budget
 from .client import LLMClient
 from .context import Message, QuestionContext
@@ -42,6 +58,8 @@ SQL_JSON_SCHEMA: dict[str, Any] = {
 REPLY_JSON = 'Reply with a JSON object {"sql": "<the query>"} and nothing else.'
 REPLY_TEXT = "Reply with the SQL only, no explanation."
 HISTORY_TURNS = 6
+FEW_SHOT = 3  # verified examples shown to the model per question
+log = logging.getLogger(__name__)
 ANSWER_PREVIEW_ROWS = 20
 # sampling for a second try when the model repeats a query that already failed: at
 # temperature 0 a small model sent the same wrong SQL on all three attempts (issue 13)
@@ -78,9 +96,33 @@ def sql_prompt(inputs: dict[str, Any]) -> str:
         semantic=inputs["semantic"] or "(none)",
         max_rows=inputs["max_rows"],
         reply_format=REPLY_JSON if inputs.get("structured") else REPLY_TEXT,
+        examples=inputs.get("examples") or "(none)",
         history=inputs["history"],
         question=inputs["question"],
     )
+
+
+def render_examples(examples: list[Any]) -> str:
+    """Verified examples as few-shot pairs, each cut to an earlier message's bounds (a person
+    verified them, but their text is still data)."""
+    lines = []
+    for example in examples:
+        question = clip(defuse(" ".join(example.question.split())), HISTORY_MESSAGE_CHARS)
+        sql = clip(" ".join(example.sql.split()), HISTORY_SQL_CHARS)
+        lines.append(f"- Q: {question}\n  SQL: {sql}")
+    return "\n".join(lines)
+
+
+async def few_shot(ctx: QuestionContext, question: str) -> str:
+    """The verified examples closest to ``question`` (issue 14), rendered; "" when none."""
+    if ctx.memory is None:
+        return ""
+    try:
+        found = await _loop.in_thread(ctx.memory.search, question, FEW_SHOT)
+    except TableChatError as exc:  # memory is a help: a store that is down fails no answer
+        log.warning("verified examples unavailable: %s", scrub(str(exc)))
+        return ""
+    return render_examples(list(found))
 
 
 def sql_messages(inputs: dict[str, Any]) -> list[BaseMessage]:
@@ -211,6 +253,7 @@ class SQLAgent:
             "structured": self.client.structured,
             "history": render_history(ctx.history),
             "question": asked,
+            "examples": await few_shot(ctx, asked),
             "failures": [],
         }
         if ctx.extra.get("schema_prompt"):

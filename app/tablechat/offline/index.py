@@ -15,7 +15,7 @@ from sqlglot import exp
 from ..errors import TableChatError
 from ..semantic import SemanticLayer
 from ..sql.database import Database
-from ..sql.schema import SchemaSnapshot, TableInfo
+from ..sql.schema import SchemaSnapshot, TableInfo, table_ref
 from .joins import KEY_SUFFIXES, JoinInference
 from .names import (
     LABEL_NAMES,
@@ -98,7 +98,7 @@ class IndexBuilder(JoinInference, PhraseBuilder):
                 selects.append(exp.Count(this=exp.Distinct(expressions=[ref])))
                 if c.family in ("number", "temporal"):
                     selects += [exp.Min(this=ref.copy()), exp.Max(this=ref.copy())]
-            tree = exp.select(*selects).from_(exp.Table(this=_ident(entry.name)))
+            tree = exp.select(*selects).from_(table_ref(entry.name))
             rows = self._query(tree, snapshot.dialect, 1)
             if not rows:
                 continue
@@ -157,7 +157,7 @@ class IndexBuilder(JoinInference, PhraseBuilder):
             return list(getter(entry.name, col.name, limit=MAX_VALUES_PER_COLUMN,
                                session=self.session))
         ref = exp.column(_ident(col.name))
-        tree = (exp.select(ref).from_(exp.Table(this=_ident(entry.name)))
+        tree = (exp.select(ref).from_(table_ref(entry.name))
                 .where(ref.is_(exp.null()).not_()).group_by(ref.copy())
                 .order_by(exp.Ordered(this=exp.Count(this=exp.Star()), desc=True))
                 .limit(MAX_VALUES_PER_COLUMN))

@@ -12,7 +12,7 @@ import sqlglot
 from sqlglot import exp
 
 from ..semantic import SemanticLayer
-from ..sql.schema import SchemaSnapshot
+from ..sql.schema import SchemaSnapshot, table_ref
 
 if TYPE_CHECKING:
     from .index import ColInfo, SchemaIndex, TableEntry
@@ -123,10 +123,10 @@ class JoinInference:
 
     def _subset(self, index: SchemaIndex, col: ColInfo, other: TableEntry, key: ColInfo) -> bool:
         """Every value of ``col`` is a value of ``other``'s key (checked on the data)."""
-        inner = exp.select(exp.column(_ident(key.name))).from_(exp.Table(this=_ident(other.name)))
+        inner = exp.select(exp.column(_ident(key.name))).from_(table_ref(other.name))
         ref = exp.column(_ident(col.name))
         tree = exp.select(exp.Count(this=exp.Star())).from_(
-            exp.Table(this=_ident(col.table))).where(
+            table_ref(col.table)).where(
             exp.and_(ref.is_(exp.null()).not_(),
                      exp.Not(this=exp.In(this=ref.copy(), query=exp.Subquery(this=inner)))))
         rows = self._query(tree, index.dialect, 1)

@@ -31,16 +31,20 @@ def open_database(
     max_temp_directory_size: str = "1GB",
     sample_values: int = 5,
     limits: ResultLimits | None = None,
+    schemas: str | tuple[str, ...] = (),
 ) -> Database:
     """A DuckDB file path, or a SQLAlchemy URL (``duckdb:///path`` opens the native sandbox).
-    ``limits`` bound each result's bytes (default: :class:`ResultLimits`'s)."""
+    ``limits`` bound each result's bytes (default: :class:`ResultLimits`'s); ``schemas``
+    (comma-separated or a tuple) are the schemas a SQLAlchemy database reads."""
     text = str(database)
     if is_url(text):
         if text.startswith("duckdb:///"):
             text = text[len("duckdb:///") :]
         else:
+            if isinstance(schemas, str):
+                schemas = tuple(s.strip() for s in schemas.split(",") if s.strip())
             return SQLAlchemyDatabase(text, timeout=timeout, sample_values=sample_values,
-                                      limits=limits)
+                                      limits=limits, schemas=schemas)
     return DuckDBDatabase(
         text,
         timeout=timeout,

@@ -143,6 +143,8 @@ _TABLE_POSTGRES = "regexp_split_to_table jsonb_array_elements json_array_element
     "jsonb_array_elements_text json_array_elements_text jsonb_each json_each_text " \
     "jsonb_each_text generate_subscripts"
 _TABLE_DUCKDB = "generate_subscripts"
+# Spark (and Databricks, Hive): LATERAL VIEW explode(...) is how it unnests an array
+_TABLE_SPARK = "explode explode_outer posexplode posexplode_outer inline inline_outer"
 
 
 def _names(*blocks: str) -> frozenset[str]:
@@ -166,8 +168,12 @@ TABLE: dict[str, frozenset[str]] = {
     "common": _names(_TABLE_COMMON),
     "duckdb": _names(_TABLE_DUCKDB),
     "postgres": _names(_TABLE_POSTGRES),
+    "spark": _names(_TABLE_SPARK),
 }
 DIALECTS = ("duckdb", "postgres", "sqlite")
+# Dialects that read with another's additions (sqlglot's names for them).
+FAMILY = {"databricks": "spark", "hive": "spark", "spark2": "spark", "presto": "trino",
+          "athena": "trino"}
 
 # Typed sqlglot classes allowed by class: sqlglot's own names for functions it transpiles
 # (``TimeToStr`` is DuckDB's strftime, SQLite's strftime, Postgres' to_char) and syntax it
@@ -230,6 +236,31 @@ DENIED: dict[str, str] = {
         """),
         "it reads files or reaches the network",
     ),
+    # other dialects' readers, named so that the refusal says why (tests/security/
+    # test_guard_dialects.py): ClickHouse table functions, BigQuery federated queries,
+    # Snowflake stages and result caches, Spark's JVM calls and file readers
+    # (file and secret are not listed: DuckDB reads them as keywords, and the allow-list
+    # refuses them in the dialects that call them)
+    **dict.fromkeys(
+        _names("""url urlcluster s3 s3cluster gcs hdfs hdfscluster azureblobstorage
+        azureblobstoragecluster remote remotesecure cluster clusterallreplicas mysql postgresql
+        sqlite mongodb redis jdbc odbc executable input hudi deltalake iceberg
+        external_query infer_schema get_presigned_url build_scoped_file_url
+        build_stage_file_url get_stage_location get_relative_path result_scan
+        reflect java_method try_reflect input_file_name input_file_block_start
+        input_file_block_length read_files read_kafka read_kinesis read_pubsub"""),
+        "it reads files or reaches the network",
+    ),
+    **dict.fromkeys(
+        _names("""currentuser currentdatabase currentschemas currentprofiles currentroles
+        hostname fqdn getsetting getmacro serveruuid uptime filesystemavailable
+        filesystemcapacity current_account current_account_name current_region
+        current_organization_name current_warehouse current_session current_statement
+        last_query_id current_ip_address current_client current_available_roles
+        current_secondary_roles current_catalog current_schema get_ddl
+        session_user system_user"""),
+        "it reveals server settings, paths or secrets",
+    ),
     **dict.fromkeys(
         _names("""query query_table json_execute_serialized_sql json_serialize_sql
         json_deserialize_sql json_serialize_plan sql_auto_complete"""),
@@ -260,13 +291,22 @@ DENIED_PREFIXES: dict[str, str] = {
     "pg_": "PostgreSQL's system functions reveal server state",
     "sqlite_": "SQLite's system functions reveal server state",
     "icu_": "not needed to answer questions",
+    "system$": "Snowflake's system functions reveal and change account state",
 }
 
 
+def _keys(dialect: str) -> tuple[str, ...]:
+    """The name lists ``dialect`` reads. A dialect the project does not target gets what the
+    three targeted ones allow (each name is pure where it exists; what another dialect spells
+    the same way but reads files or state with is in DENIED), plus its own additions."""
+    if dialect in DIALECTS:
+        return ("common", dialect)
+    return ("common", *DIALECTS, FAMILY.get(dialect, dialect))
+
+
 def allowed_names(dialect: str) -> frozenset[str]:
-    """Every function name allowed in ``dialect`` (any kind). A dialect the project does not
-    target gets what the three targeted ones allow: each name is pure where it exists."""
-    keys = ("common", dialect) if dialect in DIALECTS else ("common", *DIALECTS)
+    """Every function name allowed in ``dialect`` (any kind)."""
+    keys = _keys(dialect)
     names: set[str] = set()
     for kind in (SCALAR, AGGREGATE, WINDOW, TABLE):
         for key in keys:
@@ -276,8 +316,7 @@ def allowed_names(dialect: str) -> frozenset[str]:
 
 def table_names(dialect: str) -> frozenset[str]:
     """The table functions allowed in ``dialect`` (in FROM, after LATERAL, in JOIN)."""
-    keys = ("common", dialect) if dialect in DIALECTS else ("common", *DIALECTS)
-    return frozenset(n for key in keys for n in TABLE.get(key, frozenset()))
+    return frozenset(n for key in _keys(dialect) for n in TABLE.get(key, frozenset()))
 
 
 def denial_reason(name: str) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlglot import exp
+
 TEXT_TYPES = ("VARCHAR", "TEXT", "CHAR", "STRING", "CLOB", "NVARCHAR", "NCHAR", "ENUM")
 NUMERIC_TYPES = (
     "INT",
@@ -112,6 +114,22 @@ class SchemaSnapshot:
             text = "\n\n".join(render_table(t, samples=samples) for t in chosen)
             self._prompts[key] = text
         return text
+
+
+def split_name(name: str) -> tuple[str | None, str]:
+    """(schema, table) of a snapshot's table name: a table outside the default schema is
+    named ``schema.table`` (``TABLECHAT_SCHEMAS``); any other name is the table's own."""
+    schema, dot, table = name.partition(".")
+    if dot and schema and table:
+        return schema, table
+    return None, name
+
+
+def table_ref(name: str) -> exp.Table:
+    """A sqlglot table node for a snapshot's table name, quoted, with its schema if any."""
+    schema, table = split_name(name)
+    db = exp.to_identifier(schema, quoted=True) if schema else None
+    return exp.Table(this=exp.to_identifier(table, quoted=True), db=db)
 
 
 def render_table(table: TableInfo, *, samples: bool = True) -> str:

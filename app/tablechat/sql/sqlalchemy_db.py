@@ -18,7 +18,7 @@ from ..errors import (
     SQLExecutionError,
 )
 from .base import Database, ResultLimits
-from .schema import Column, ForeignKey, SchemaSnapshot, TableInfo
+from .schema import Column, ForeignKey, SchemaSnapshot, TableInfo, split_name
 from .watchdog import WATCHDOG, Alarm
 
 SQLALCHEMY_DIALECTS = {
@@ -32,7 +32,13 @@ SQLALCHEMY_DIALECTS = {
     "bigquery": "bigquery",
     "duckdb": "duckdb",
     "trino": "trino",
+    "presto": "presto",
+    "awsathena": "athena",
     "redshift": "redshift",
+    "databricks": "databricks",
+    "hive": "hive",  # Spark SQL through PyHive's thrift server
+    "clickhouse": "clickhouse",
+    "clickhousedb": "clickhouse",  # clickhouse-connect's dialect name
 }
 
 
@@ -51,11 +57,31 @@ def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA query_only = ON")
 
 
+def _pin_search_path(schema: str | None) -> Callable[[Any, Any], None]:
+    """A connect hook that pins PostgreSQL's ``search_path`` to one schema for the
+    connection's life (``schema``, or the one the role starts in): unqualified names resolve
+    where the guard looked them up, whatever path the role or the URL's options set."""
+    def pin(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            if schema:
+                cursor.execute("SELECT pg_catalog.set_config('search_path', "
+                               "pg_catalog.quote_ident(%s), false)", (schema,))
+            else:
+                cursor.execute("SELECT pg_catalog.set_config('search_path', COALESCE("
+                               "pg_catalog.quote_ident(pg_catalog.current_schema()), ''), false)")
+        finally:
+            cursor.close()
+        dbapi_connection.commit()  # the pool rolls back on return: a SET would not last
+
+    return pin
+
+
 class SQLAlchemyDatabase(Database):
     """Any database SQLAlchemy reaches, queried in a read-only transaction."""
 
     def __init__(self, url: str, *, timeout: float = 30.0, sample_values: int = 5,
-                 limits: ResultLimits | None = None) -> None:
+                 limits: ResultLimits | None = None, schemas: tuple[str, ...] = ()) -> None:
         super().__init__(timeout=timeout, sample_values=sample_values, limits=limits)
         import sqlalchemy as sa
 
@@ -65,12 +91,16 @@ class SQLAlchemyDatabase(Database):
         self._kept: list[Any] = []
         self._generation = 0
         self._kept_lock = threading.Lock()
+        self._where: dict[str, tuple[str | None, str]] = {}  # snapshot name → (schema, table)
         try:
             sqlite = url.startswith("sqlite")
             # a file needs no liveness ping per checkout (a server connection may have died)
             self._engine = sa.create_engine(url, pool_pre_ping=not sqlite)
             if sqlite:  # read-only for the connection's whole life, not per query
                 sa.event.listen(self._engine, "connect", _sqlite_query_only)
+            elif self._engine.dialect.name == "postgresql":
+                sa.event.listen(self._engine, "connect",
+                                _pin_search_path(schemas[0] if schemas else None))
             with self._engine.connect():
                 pass
         except ModuleNotFoundError as exc:
@@ -82,7 +112,12 @@ class SQLAlchemyDatabase(Database):
         backend = self._engine.dialect.name
         self.dialect = SQLALCHEMY_DIALECTS.get(backend, backend)
         self.name = self._engine.url.database or backend
-        default_schema = self._engine.dialect.default_schema_name or "main"
+        # the first of TABLECHAT_SCHEMAS is the default (search_path is pinned to it); the
+        # others' tables are named schema.table
+        default_schema = (schemas[0] if schemas else None) \
+            or self._engine.dialect.default_schema_name or "main"
+        self.default_schema = default_schema
+        self.schemas = tuple(dict.fromkeys((default_schema, *schemas)))
         self.qualifiers = (default_schema, "main", self.name)
 
     @contextlib.contextmanager
@@ -184,41 +219,33 @@ class SQLAlchemyDatabase(Database):
         sa = self._sa
         inspector = sa.inspect(self._engine)
         tables: dict[str, TableInfo] = {}
-        for tname in inspector.get_table_names():
-            pk = set((inspector.get_pk_constraint(tname) or {}).get("constrained_columns") or [])
-            cols = [
-                Column(
-                    c["name"],
-                    str(c["type"]),
-                    bool(c.get("nullable", True)),
-                    c["name"] in pk,
-                    description=str(c.get("comment") or ""),
-                )
-                for c in inspector.get_columns(tname)
-            ]
-            fks = [
-                ForeignKey(c, fk["referred_table"], rc)
-                for fk in inspector.get_foreign_keys(tname)
-                for c, rc in zip(fk["constrained_columns"], fk["referred_columns"], strict=False)
-            ]
-            comment = ""
-            with contextlib.suppress(NotImplementedError, sa.exc.SQLAlchemyError):
-                comment = (inspector.get_table_comment(tname) or {}).get("text") or ""
-            tables[tname] = TableInfo(tname, cols, None, fks, comment)
-        prep = self._engine.dialect.identifier_preparer
+        for schema in self.schemas:
+            own = schema == self.default_schema
+            where = None if own else schema
+            names = list(inspector.get_table_names(schema=where))
+            # views too: a read-only role is often given views, not tables
+            with contextlib.suppress(NotImplementedError):
+                names += [v for v in inspector.get_view_names(schema=where) if v not in names]
+            for tname in names:
+                info = self._reflect(inspector, where, tname)
+                tables[info.name] = info
         with self._engine.connect() as conn:
             for table in tables.values():
-                qt = prep.quote(table.name)
-                table.row_count = int(
-                    conn.exec_driver_sql(f"SELECT count(*) FROM {qt}").scalar_one()
-                )
+                qt = self._quoted(table.name)
+                # a savepoint each: a table the role may not read (a listed system schema's)
+                # fails alone, without aborting the transaction the others are read in
+                with contextlib.suppress(sa.exc.SQLAlchemyError), conn.begin_nested():
+                    table.row_count = int(
+                        conn.exec_driver_sql(f"SELECT count(*) FROM {qt}").scalar_one()
+                    )
                 if not self.sample_values:
                     continue
+                prep = self._engine.dialect.identifier_preparer
                 for col in table.columns:
                     if col.family != "text":
                         continue
                     qc = prep.quote(col.name)
-                    with contextlib.suppress(sa.exc.SQLAlchemyError):
+                    with contextlib.suppress(sa.exc.SQLAlchemyError), conn.begin_nested():
                         rows = conn.exec_driver_sql(
                             f"SELECT DISTINCT {qc} FROM {qt} WHERE {qc} IS NOT NULL "
                             f"ORDER BY 1 LIMIT {int(self.sample_values)}"
@@ -226,12 +253,52 @@ class SQLAlchemyDatabase(Database):
                         col.samples = [str(r[0])[:60] for r in rows]
         return SchemaSnapshot(self.dialect, tables, self.name)
 
+    def _reflect(self, inspector: Any, schema: str | None, tname: str) -> TableInfo:
+        """One table's columns, keys and comment; named ``schema.table`` outside the
+        default schema."""
+        sa = self._sa
+        pk = set((inspector.get_pk_constraint(tname, schema=schema) or {})
+                 .get("constrained_columns") or [])
+        cols = [
+            Column(
+                c["name"],
+                str(c["type"]),
+                bool(c.get("nullable", True)),
+                c["name"] in pk,
+                description=str(c.get("comment") or ""),
+            )
+            for c in inspector.get_columns(tname, schema=schema)
+        ]
+        fks: list[ForeignKey] = []
+        for fk in inspector.get_foreign_keys(tname, schema=schema):
+            ref = self._name(fk.get("referred_schema") or schema, fk["referred_table"])
+            fks.extend(ForeignKey(c, ref, rc) for c, rc in
+                       zip(fk["constrained_columns"], fk["referred_columns"], strict=False))
+        comment = ""
+        with contextlib.suppress(NotImplementedError, sa.exc.SQLAlchemyError):
+            comment = (inspector.get_table_comment(tname, schema=schema) or {}).get("text") or ""
+        name = self._name(schema, tname)
+        self._where[name] = (schema, tname)
+        return TableInfo(name, cols, None, fks, comment)
+
+    def _name(self, schema: str | None, table: str) -> str:
+        """A table's name in the snapshot: its own in the default schema, else schema.table."""
+        if schema is None or schema == self.default_schema:
+            return table
+        return f"{schema}.{table}"
+
+    def _quoted(self, name: str) -> str:
+        """A snapshot's table name as this database quotes it (schema.table for others)."""
+        prep = self._engine.dialect.identifier_preparer
+        schema, table = self._where.get(name) or split_name(name)
+        return (f"{prep.quote_schema(schema)}." if schema else "") + prep.quote(table)
+
     def distinct_values(
         self, table: str, column: str, *, limit: int = 1000, session: str | None = None
     ) -> list[Any]:
         """Distinct non-null values of a column (for value indexes), most frequent first."""
         prep = self._engine.dialect.identifier_preparer
-        qt, qc = prep.quote(table), prep.quote(column)
+        qt, qc = self._quoted(table), prep.quote(column)
         sql = (f"SELECT {qc} FROM {qt} WHERE {qc} IS NOT NULL GROUP BY {qc} "
                f"ORDER BY count(*) DESC LIMIT {int(limit)}")
         with self._cursor(sql, session) as cursor:

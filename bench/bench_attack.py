@@ -111,6 +111,24 @@ def _rss_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def _load() -> str:
+    """The machine's load averages (1, 5, 15 min) and its cores: the bench shares them."""
+    try:
+        loads = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        return f"{loads} on {os.cpu_count()} cores"
+    except OSError:
+        return "?"
+
+
 def _files(folder: Path) -> dict[str, bytes]:
     """The bomb and the wide Parquet, built once with DuckDB."""
     import duckdb
@@ -300,26 +318,73 @@ async def _sink() -> tuple[asyncio.Server, int, list[bytes]]:
     return server, server.sockets[0].getsockname()[1], seen
 
 
-async def _measure(port: int, pid: int, files: dict[str, bytes]) -> dict[str, Any]:
-    sink, sink_port, seen = await _sink()
-    try:
-        await _normal(port, 1)  # warm-up
-        quiet, quiet_errors = await _normal(port, ROUNDS)
-        idle_rss = _rss_mb(pid, "VmRSS")
-        stop = asyncio.Event()
+def _hostile_process(port: int, files: dict[str, bytes], sink_port: int, ready: Any,
+                     stop: Any, results: Any) -> None:
+    """The hostile clients, in a process of their own (see :func:`_measure`)."""
+
+    async def main() -> Counter[str]:
+        halt = asyncio.Event()
         outcomes: Counter[str] = Counter()
         attacks = _attacks(port, files, sink_port)
-        hostile = [asyncio.create_task(_hostile(port, attacks, stop, outcomes,
+        hostile = [asyncio.create_task(_hostile(port, attacks, halt, outcomes,
                                                 k * len(attacks) // HOSTILE, f"127.0.0.{k + 2}"))
                    for k in range(HOSTILE)]
-        loaded, loaded_errors = await _normal(port, ROUNDS)
-        stop.set()
+        while sum(n for k, n in outcomes.items() if k.startswith("login:")) < HOSTILE:
+            await asyncio.sleep(0.05)
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        halt.set()
         await asyncio.gather(*hostile, return_exceptions=True)
+        return outcomes
+
+    results.put(dict(asyncio.run(main())))
+
+
+async def _measure(port: int, pid: int, files: dict[str, bytes]) -> dict[str, Any]:
+    """The normal clients quiet, then under attack. The hostile clients run in a process of
+    their own: sharing the measuring event loop, their own client-side work (httpx, 5 MB
+    bodies, multipart uploads) delayed the normal clients' timings, which then measured the
+    load generator as much as the server."""
+    import multiprocessing
+
+    sink, sink_port, seen = await _sink()
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    attackers = ctx.Process(target=_hostile_process,
+                            args=(port, files, sink_port, ready, stop, results))
+    try:
+        await _normal(port, 1)  # warm-up
+        phases: dict[str, str] = {}
+        mark = (time.perf_counter(), _cpu_seconds(pid))
+        quiet, quiet_errors = await _normal(port, ROUNDS)
+        phases["quiet"] = _phase(mark, pid)
+        idle_rss = _rss_mb(pid, "VmRSS")
+        attackers.start()
+        if not await asyncio.to_thread(ready.wait, 120):
+            raise RuntimeError("the hostile clients did not log in")
+        mark = (time.perf_counter(), _cpu_seconds(pid))
+        loaded, loaded_errors = await _normal(port, ROUNDS)
+        phases["under attack"] = _phase(mark, pid)
+        stop.set()
+        outcomes: Counter[str] = Counter(await asyncio.to_thread(results.get, True, 300))
+        await asyncio.to_thread(attackers.join, 30)
     finally:
+        stop.set()
+        if attackers.is_alive():
+            attackers.terminate()
         sink.close()
     return {"quiet": quiet, "loaded": loaded, "errors": quiet_errors + loaded_errors,
             "outcomes": outcomes, "idle_rss": idle_rss, "peak_rss": _rss_mb(pid),
-            "outbound": len(seen)}
+            "outbound": len(seen), "phases": phases}
+
+
+def _phase(mark: tuple[float, float], pid: int) -> str:
+    """How long a phase took, the server's CPU in it, and the machine's load at its end."""
+    wall = time.perf_counter() - mark[0]
+    cpu = _cpu_seconds(pid) - mark[1]
+    return (f"{wall:.1f} s, server CPU {cpu:.1f} s ({cpu / wall:.0%} of a core), "
+            f"load {_load()}")
 
 
 def _is_5xx(outcome: str) -> bool:
@@ -353,6 +418,8 @@ def run() -> list[Row]:
     ratio = loaded / quiet if quiet else float("inf")
     errors = len(data["errors"])
     server_errors = sum(n for k, n in data["outcomes"].items() if _is_5xx(k.rsplit(": ", 1)[1]))
+    for name, phase in data["phases"].items():
+        print(f"bench_attack: {name}: {phase}", file=sys.stderr)
     print("bench_attack: what the attacks got back:", file=sys.stderr)
     for key, count in sorted(data["outcomes"].items()):
         print(f"  {count:5d}  {key}", file=sys.stderr)

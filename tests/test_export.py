@@ -13,7 +13,7 @@ import pytest
 from langchain_core.language_models import FakeListChatModel
 
 import tablechat
-from tablechat.export import write_csv
+from tablechat.export import ExportTooLargeError, write_csv
 from tablechat.sql.database import DuckDBDatabase, ResultLimits
 from tests.support.sqlite_files import sqlite_file
 
@@ -144,3 +144,38 @@ def test_export_batches_are_bounded_by_bytes_and_keep_cells_whole(tmp_path: Path
     assert all(n == 200_000 for b in sizes for n in b)  # whole cells
     assert all(sum(b) <= budget for b in sizes[1:])  # after the first, within the budget
     assert max(small) == 10_000 and sum(small) == 100_000
+
+
+def test_the_writer_stays_within_its_bytes_while_it_writes(tmp_path: Path) -> None:
+    """``max_bytes`` holds at every moment, not only at the end: the file on disk never
+    passes it, and an export that would is refused and leaves nothing."""
+    seen: list[int] = []
+
+    def batches() -> Iterator[list[tuple[str]]]:
+        for n in range(50):
+            # the disk as it is while the export runs (its part file included)
+            seen.append(sum(p.stat().st_size for p in tmp_path.iterdir()))
+            yield [(f"{n:03d}" + "x" * 96,)] * 10  # ~1 KB a batch
+
+    with pytest.raises(ExportTooLargeError, match="more than 20,000 bytes") as refused:
+        write_csv(tmp_path / "big.csv", ["s"], batches(), max_bytes=20_000)
+    assert refused.value.max_bytes == 20_000
+    assert 15 < len(seen) < 50 and max(seen) <= 20_000
+    assert list(tmp_path.iterdir()) == [], "no file, no part file"
+    # what fits is written whole, up to the byte
+    whole = write_csv(tmp_path / "w.csv", ["s"], iter([[("a",), ("b",)]]), max_bytes=9)
+    assert whole.rows == 2 and (tmp_path / "w.csv").read_bytes() == b"s\r\na\r\nb\r\n"
+    with pytest.raises(ExportTooLargeError):
+        write_csv(tmp_path / "w.csv", ["s"], iter([[("a",), ("bc",)]]), max_bytes=9)
+    assert (tmp_path / "w.csv").read_bytes() == b"s\r\na\r\nb\r\n", "the older file is kept"
+
+
+def test_an_export_past_its_bytes_is_refused_and_the_session_goes_on(demo_db: Path,
+                                                                     tmp_path: Path) -> None:
+    with tablechat.connect(demo_db, max_rows=10) as tc:
+        sql = "SELECT id, name FROM customers ORDER BY id"
+        with pytest.raises(ExportTooLargeError):
+            tc.export_csv(sql, tmp_path / "all.csv", max_bytes=10_000)
+        assert list(tmp_path.iterdir()) == []
+        export = tc.export_csv(sql, tmp_path / "all.csv", max_bytes=10_000_000)
+        assert export.rows == 5000 and (tmp_path / "all.csv").stat().st_size < 10_000_000

@@ -168,6 +168,11 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="Seconds the web UI keeps a result file or an upload; Gradio "
         "deletes its own cached files of that age too (its delete_cache).",
     )
+    ui_session_idle_minutes: float = Field(
+        60.0, gt=0, description="Minutes a web UI session (a browser tab, or any client of the "
+        "Gradio events) lives without an event; then its uploads, result files and state are "
+        "dropped, whether or not the tab said it closed.",
+    )
 
     # --- what a prompt may hold (issue 11, class 9: data is not instructions) ---
     prompt_name_chars: int = Field(

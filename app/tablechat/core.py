@@ -308,18 +308,21 @@ class TableChat:
         answer.text = f"{len(result.rows)} rows" + (" (truncated)" if result.truncated else "")
         return answer
 
-    def export_csv(self, sql: str, path: str | Path, *, session: str | None = None) -> Export:
+    def export_csv(self, sql: str, path: str | Path, *, session: str | None = None,
+                   max_bytes: int | None = None) -> Export:
         """Run ``sql`` through the same guard and sandbox and write its whole result to a CSV
         file at ``path``: up to ``export_max_rows`` rows (``Export.truncated`` says when there
         were more), fetched and written in batches. For a result cut at ``max_rows``, pass the
-        query as written (``SQL.source``), not the one that ran with the row cap.
+        query as written (``SQL.source``), not the one that ran with the row cap. The file
+        never holds more than ``max_bytes`` bytes, even while it is written.
 
-        Raises as :meth:`run_sql` does; a failed query leaves no file.
+        Raises as :meth:`run_sql` does, and :class:`ExportTooLargeError` past ``max_bytes``; a
+        failed export leaves no file.
         """
         cap = self.settings.export_max_rows
         checked = self.check_sql(sql, session=session, max_rows=cap)
         with self.database.batches(checked.sql, session=session) as (columns, batches):
-            return write_csv(path, columns, batches, max_rows=cap)
+            return write_csv(path, columns, batches, max_rows=cap, max_bytes=max_bytes)
 
     def feedback(self, answer: Answer, *, good: bool | None = None, sql: str | None = None,
                  comment: str | None = None, principal: str | None = None,

@@ -3,6 +3,7 @@ uploads), the files it keeps on disk stay within the configured budgets."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 from gradio_client import Client
 
 import tablechat
-from tablechat.web.files import ResultFiles
+from tablechat.web.files import DiskBudgetError, ResultFiles
 from tests.test_web_support import LiveServer, ScriptedChatModel
 
 MB = 1024 * 1024
@@ -119,3 +120,71 @@ def test_files_past_their_age_go(tmp_path: Path) -> None:
     os.utime(old, (time.time() - 120, time.time() - 120))
     files.admit("s", new)
     assert not old.exists() and new.exists()
+
+
+def _file(files: ResultFiles, session: str, size: int, age: float) -> Path:
+    f = files.new_path(session)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_bytes(b"x" * size)
+    os.utime(f, (time.time() - age, time.time() - age))
+    return f
+
+
+def test_an_export_stays_within_the_budgets_while_it_is_written(demo_db: Path,
+                                                                tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """Before, an export could pass the budgets by its own size until it was done (up to
+    TABLECHAT_EXPORT_MAX_ROWS rows). The disk is measured at every batch it writes."""
+    kb = 1024
+    files = ResultFiles(session_bytes=200 * kb, total_bytes=300 * kb, max_age=3600,
+                        root=tmp_path)
+    older = [_file(files, "s", 40 * kb, age) for age in (30, 20, 10)]
+    others = _file(files, "o", 150 * kb, 40)
+    tc = tablechat.connect(demo_db, max_rows=10)
+    seen: list[tuple[int, int]] = []  # (the session's folder, everything) at every batch
+    batches = tc.database.batches
+
+    @contextlib.contextmanager
+    def measured(sql: str, **kw: object) -> Iterator[tuple[list[str], Iterator[object]]]:
+        with batches(sql, **kw) as (columns, rows):  # type: ignore[arg-type]
+            def each() -> Iterator[object]:
+                for batch in rows:
+                    seen.append((disk_use(files.folder("s")), disk_use(tmp_path)))
+                    yield batch
+            yield columns, each()
+
+    monkeypatch.setattr(tc.database, "batches", measured)
+    try:
+        with (pytest.raises(DiskBudgetError, match="disk budget") as refused,
+              files.writing("s") as room):
+            # the session's newest file stays (its Download button names it); room for the
+            # rest of its budget is made from the oldest files of all
+            assert room == 160 * kb
+            assert [f.exists() for f in older] == [False, False, True]
+            assert not others.exists()
+            tc.export_csv(WIDE, files.new_path("s"), max_bytes=room)  # ~10 MB
+        assert "TABLECHAT_UI_SESSION_DISK_MB" in str(refused.value)
+        assert len(seen) > 1
+        assert max(s for s, _ in seen) <= 200 * kb and max(t for _, t in seen) <= 300 * kb
+        assert [p.name for p in files.folder("s").iterdir()] == [older[-1].name]
+        # a small export fits, and is kept
+        with files.writing("s") as room:
+            done = tc.export_csv("SELECT id FROM orders LIMIT 100", files.new_path("s"),
+                                 max_bytes=room)
+        assert files.admit("s", done.path).is_file()
+    finally:
+        tc.close()
+
+
+def test_exports_written_at_once_share_the_total_budget(tmp_path: Path) -> None:
+    files = ResultFiles(session_bytes=MB, total_bytes=int(1.5 * MB), max_age=3600, root=tmp_path)
+    _file(files, "old", MB // 4, 100)
+    with files.writing("a") as a, files.writing("b") as b, files.writing("c") as c:
+        assert a == MB  # the oldest file made way
+        assert a + b + c + disk_use(tmp_path) <= 1.5 * MB
+        assert c == 0
+        files.sweep()  # a sweep meanwhile keeps room for the exports being written
+        assert a + b + c + disk_use(tmp_path) <= 1.5 * MB
+    with files.writing("c") as c:
+        assert c == MB  # given back

@@ -12,8 +12,12 @@ runs of one session, before). Each session has a folder of its own; after every 
 
 The same sweep runs after every upload request (``GradioGuard``'s ``after_upload``) and Gradio's
 ``delete_cache`` removes its own files of that age on its schedule. A session's folder goes when
-its tab closes. What one file may hold while it is written is bounded by the export's own row
-cap (``TABLECHAT_EXPORT_MAX_ROWS``), not by this budget.
+its tab closes (or the session expires, ``ui_sessions``).
+
+An export (a whole result, up to ``TABLECHAT_EXPORT_MAX_ROWS`` rows) is kept within the budgets
+while it is written, not only once it is done: :meth:`ResultFiles.writing` makes room first (the
+session's older files, then the oldest files of all), reserves what is left for it, and the
+export stops once its file would pass that (``write_csv``'s ``max_bytes``).
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ..config import Settings
 from ..errors import UserFacingError
+from ..export import ExportTooLargeError
 from .gradio_guard import upload_folder
 
 MB = 1024 * 1024
@@ -58,6 +63,7 @@ class ResultFiles:
         self.keep = keep
         self.extra = extra  # other files counted in the total budget (Gradio's uploads)
         self._lock = threading.Lock()
+        self._reserved = 0  # bytes promised to exports being written
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ResultFiles:
@@ -97,22 +103,58 @@ class ResultFiles:
         self.sweep()
         return path
 
-    def sweep(self) -> None:
-        """Delete files past ``max_age``, then the oldest until all fit ``total_bytes``."""
+    @contextlib.contextmanager
+    def writing(self, session: str) -> Iterator[int]:
+        """The bytes the session's next file may take while it is written (an export's
+        ``max_bytes``), reserved until the block ends. Room is made first, as admitting the
+        file would make it: the session keeps only its newest file (the current result's CSV,
+        which its Download button names: a failed export offers it again), and the oldest
+        files of all go until the session's whole budget fits in the total. A file that would
+        pass the room raises :class:`DiskBudgetError`."""
         with self._lock:
-            now = time.time()
-            files = _newest_first([*self.root.glob("*/result-*.csv"),
-                                   *(Path(p) for p in self.extra())])
-            used = 0
-            for f in files:
-                try:
-                    stat = f.stat()
-                except OSError:
-                    continue
-                if now - stat.st_mtime > self.max_age or used + stat.st_size > self.total_bytes:
-                    f.unlink(missing_ok=True)
-                else:
-                    used += stat.st_size
+            mine = _newest_first(self.folder(session).glob("result-*.csv"))
+            for old in mine[1:]:
+                old.unlink(missing_ok=True)
+            kept = _size(mine[0]) if mine else 0
+            want = max(self.session_bytes - kept, 0)
+            used = self._sweep_locked(self.total_bytes - want - self._reserved)
+            room = max(min(want, self.total_bytes - used - self._reserved), 0)
+            self._reserved += room
+        try:
+            yield room
+        except ExportTooLargeError as exc:
+            raise DiskBudgetError(
+                f"the CSV would take more than {room / MB:.1f} MB, the room left in this "
+                f"session's disk budget (TABLECHAT_UI_SESSION_DISK_MB="
+                f"{self.session_bytes / MB:g}, TABLECHAT_UI_DISK_MB={self.total_bytes / MB:g} "
+                "for all sessions)") from exc
+        finally:
+            with self._lock:
+                self._reserved -= room
+
+    def sweep(self) -> None:
+        """Delete files past ``max_age``, then the oldest until all fit ``total_bytes`` (less
+        what exports being written have reserved)."""
+        with self._lock:
+            self._sweep_locked(self.total_bytes - self._reserved)
+
+    def _sweep_locked(self, limit: int) -> int:
+        """Delete files past ``max_age``, then the oldest until all fit ``limit``; the bytes
+        the files left take."""
+        now = time.time()
+        files = _newest_first([*self.root.glob("*/result-*.csv"),
+                               *(Path(p) for p in self.extra())])
+        used = 0
+        for f in files:
+            try:
+                stat = f.stat()
+            except OSError:
+                continue
+            if now - stat.st_mtime > self.max_age or used + stat.st_size > limit:
+                f.unlink(missing_ok=True)
+            else:
+                used += stat.st_size
+        return used
 
     def usage(self) -> int:
         """Bytes the result files take now."""

@@ -45,7 +45,8 @@ from .metrics import Metrics
 from .openai_api import openai_router
 from .rest import rest_router
 from .sessions import ApiSessions, sweeping
-from .ui import CSS, build_ui
+from .ui import CSS, build_ui, session_of
+from .ui_sessions import UiSessions, track
 
 UPLOAD_SLACK_MB = 1.0  # gradio refuses far larger uploads itself; ours says why for the rest
 # on shutdown, requests still open (an answer being streamed, a UI event) get this long to
@@ -73,11 +74,15 @@ def create_app(tc: TableChat) -> FastAPI:
     sessions = ApiSessions(tc, idle_seconds=settings.session_idle_minutes * 60,
                            max_sessions=settings.max_api_sessions)
     limiter = FailureLimiter(settings.auth_max_failures, settings.auth_failure_window)
+    files = ResultFiles.from_settings(tc.settings)
+    # tabs that never unload end when idle: their uploads, files and state with them
+    ui_sessions = UiSessions(tc, files, idle_seconds=settings.ui_session_idle_minutes * 60,
+                             key=lambda h: session_of(gr.Request(session_hash=h)))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
         health.start()
-        async with sweeping(sessions):
+        async with sweeping(sessions, ui_sessions):
             yield
 
     app = FastAPI(title="tablechat", version=__version__, docs_url="/api/docs",
@@ -86,13 +91,14 @@ def create_app(tc: TableChat) -> FastAPI:
     app.state.tablechat = tc
     app.state.health = health
     app.state.sessions = sessions
+    app.state.ui_sessions = ui_sessions
     app.state.auth_limiter = limiter
     _one_line_errors(app)
     app.include_router(rest_router(tc, metrics, health, sessions))
     app.include_router(openai_router(tc, metrics, sessions))
     app.include_router(feedback_router(tc, sessions))
-    files = ResultFiles.from_settings(tc.settings)
     blocks = build_ui(tc, metrics, files)
+    track(blocks, ui_sessions)  # every event marks its session used
     _calm_queue(blocks)
     max_mb = tc.settings.upload_max_mb + UPLOAD_SLACK_MB
     gr.mount_gradio_app(

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .. import _loop
 from ..core import TableChat
@@ -116,23 +117,38 @@ class ApiSessions:
             with contextlib.suppress(Exception):  # a closed database has nothing left anyway
                 self.tc.end_session(self.key(sid))
 
-    async def sweeper(self) -> None:
-        """Sweep now and then until cancelled (the app's lifespan runs it)."""
-        every = min(SWEEP_EVERY_SECONDS, max(self.idle_seconds / 4, 1.0))
-        while True:
-            await asyncio.sleep(every)
-            with contextlib.suppress(Exception):  # one failed drop must not stop the sweeps
-                await _loop.in_thread(self.sweep)  # closing cursors may wait: not on the loop
+class Sweepable(Protocol):
+    """Sessions that end when idle: :class:`ApiSessions`, ``ui_sessions.UiSessions``."""
+
+    idle_seconds: float
+
+    def sweep(self) -> int: ...
+
+    def end_all(self) -> None: ...
+
+
+async def sweeper(sessions: Sweepable) -> None:
+    """Sweep ``sessions`` now and then until cancelled (the app's lifespan runs it)."""
+    every = min(SWEEP_EVERY_SECONDS, max(sessions.idle_seconds / 4, 1.0))
+    while True:
+        await asyncio.sleep(every)
+        with contextlib.suppress(Exception):  # one failed drop must not stop the sweeps
+            await _loop.in_thread(sessions.sweep)  # closing cursors may wait: not on the loop
 
 
 @contextlib.asynccontextmanager
-async def sweeping(sessions: ApiSessions) -> AsyncIterator[None]:
-    """Run :meth:`ApiSessions.sweeper` for as long as the block runs, then end every session."""
-    task = asyncio.create_task(sessions.sweeper(), name="tablechat-session-sweeper")
+async def sweeping(*groups: Sweepable) -> AsyncIterator[None]:
+    """Run :func:`sweeper` for each group of sessions for as long as the block runs, then end
+    every session."""
+    tasks = [asyncio.create_task(sweeper(g), name="tablechat-session-sweeper") for g in groups]
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sessions.end_all()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for group in groups:
+            with contextlib.suppress(Exception):  # the others still end
+                await _loop.in_thread(group.end_all)

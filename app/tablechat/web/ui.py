@@ -151,7 +151,9 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None,
             path = files.new_path(session)
             try:
                 if whole and result.source:
-                    exported = tc.export_csv(result.source, path, session=session)
+                    with files.writing(session) as room:  # the disk budget, while it writes
+                        exported = tc.export_csv(result.source, path, session=session,
+                                                 max_bytes=room)
                     files.admit(session, path)
                     result.exported = exported
                 else:

@@ -65,6 +65,8 @@ class Handlers:
         them."""
         if result.exported is not None and result.exported.path.is_file():
             return result.exported.path  # exported whole already: that file
+        if not whole and result.csv is not None and result.csv.is_file():
+            return result.csv  # shown again (a message clicked): the same file
         files = self.files
 
         def new_path() -> Path:
@@ -78,7 +80,8 @@ class Handlers:
                 files.admit(session, path)
                 result.exported = exported
             else:
-                return files.admit(session, result.write_csv(path))
+                result.csv = files.admit(session, result.write_csv(path))
+                return result.csv
         except (TableChatError, OSError) as exc:
             result.export_error = str(exc)
             try:  # the rows shown, at least
@@ -294,8 +297,8 @@ class Handlers:
             hint = (f"the LLM server at {redact_url(url)} does not answer; questions are "
                     "answered offline until it does (details: /api/health)")
         else:
-            hint = ("no LLM is configured; to answer any question, set TABLECHAT_LLM_URL to a "
-                    "vLLM server (docs/llm.md)")
+            hint = ("no LLM is configured: connect a vLLM server to answer any question "
+                    "(the settings are in docs/llm.md)")
         return text + f'\n\n<details class="tc-admin"><summary>For the admin</summary>' \
             f"\n\n{plain(hint)}\n\n</details>"
 

@@ -37,6 +37,7 @@ class Result:
     exported: Export | None = None  # the whole result's CSV (its file and row count)
     export_error: str = ""  # why the whole result could not be exported
     question: str = ""  # what was asked (or the SQL run): names the CSV
+    csv: Path | None = None  # the CSV of the rows shown, once written (reused when reshown)
 
     @property
     def exportable(self) -> bool:

@@ -169,11 +169,12 @@ def _lines(rows: Sequence[Sequence[Any]], xi: int, yi: int, ci: int | None, x: s
     if not values or len(xs) < 2:
         return ""
     body = [_t(0, 14, _clip(title, 60), size=12, bold=True)]
-    top = 26.0
+    top = 24.0
     if ci is not None:
         keys, used = _legend(list(series), top + 4)
         body += keys
-        top += used + 6
+        top += used + 2
+    top += 14  # room for the measure's name above the axis
     left, bottom = 52.0, top + 150
     lo, hi = min(0.0, min(values)), max(values)
     hi = hi if hi != lo else lo + 1
@@ -184,8 +185,12 @@ def _lines(rows: Sequence[Sequence[Any]], xi: int, yi: int, ci: int | None, x: s
                           for k, v in sorted(points.items(), key=lambda kv: pos[kv[0]]))
         body.append(f'<polyline points="{coords}" fill="none" stroke="{PALETTE[n]}" '
                     'stroke-width="2"/>')
-    for i in _ticks(len(xs)):
-        body.append(_t(pos[xs[i]], bottom + 13, _x_label(xs[i], x, xs), anchor="middle",
+    ticks = _ticks(len(xs))
+    for i in ticks:
+        # the first label starts at the axis and the last ends at the edge: none crosses the
+        # value labels or leaves the picture
+        anchor = "start" if i == ticks[0] else "end" if i == ticks[-1] else "middle"
+        body.append(_t(pos[xs[i]], bottom + 13, _x_label(xs[i], x, xs), anchor=anchor,
                        size=9, cls="tc-tick"))
     body.append(_t(left + (WIDTH - left) / 2, bottom + 28, x, anchor="middle", size=9,
                    cls="tc-axis"))
@@ -199,7 +204,7 @@ def _scatter(rows: Sequence[Sequence[Any]], xi: int, yi: int, x: str, y: str, ti
     data = [(a, b) for a, b in pts if a is not None and b is not None]
     if len(data) < 2:
         return ""
-    top, left, bottom = 26.0, 52.0, 176.0
+    top, left, bottom = 38.0, 52.0, 188.0
     xlo, xhi = min(a for a, _ in data), max(a for a, _ in data)
     ylo, yhi = min(b for _, b in data), max(b for _, b in data)
     xhi, yhi = (xhi if xhi != xlo else xlo + 1), (yhi if yhi != ylo else ylo + 1)
@@ -215,7 +220,8 @@ def _scatter(rows: Sequence[Sequence[Any]], xi: int, yi: int, x: str, y: str, ti
     for i in range(4):
         v = xlo + (xhi - xlo) * i / 3
         label = formats.year(v) if formats.is_year_column(x) else formats.short(v, xu)
-        body.append(_t(left + (right - left) * i / 3, bottom + 13, label, anchor="middle",
+        anchor = ("start", "middle", "middle", "end")[i]
+        body.append(_t(left + (right - left) * i / 3, bottom + 13, label, anchor=anchor,
                        size=9, cls="tc-tick"))
     body.append(_t(left + (WIDTH - left) / 2, bottom + 28, x, anchor="middle", size=9,
                    cls="tc-axis"))

@@ -19,9 +19,10 @@ import tablechat
 from tests.test_web_support import LiveServer, ScriptedChatModel
 
 # output positions of the named endpoints (State outputs are not part of the API)
-# (the question box is not an output: it is emptied in the browser when a question is sent)
-ASK = {"chat": 0, "notice": 1, "sql": 2, "table": 3, "info": 4, "csv": 5, "number": 6,
-       "chart": 7}
+# (the question box is an output but never set by an answer: it is emptied in the browser
+# when a question is sent)
+ASK = {"chat": 0, "question": 1, "notice": 2, "sql": 3, "table": 4, "info": 5, "csv": 6,
+       "number": 7, "chart": 8}
 RUN = {"chat": 0, "notice": 1, "table": 2, "info": 3, "csv": 4, "number": 5, "chart": 6}
 # (states and buttons are not among an endpoint's outputs for gradio_client)
 UPLOAD = {"message": 0, "tables": 1, "pick": 2, "summary": 3, "columns": 4}
@@ -64,6 +65,8 @@ def test_ask_gets_sql_rows_chart_and_answer(client: Client) -> None:
     out = job.result()
     steps = job.outputs()
     assert len(steps) > 3, "the answer streams"
+    assert all(s[ASK["question"]] == {"__type__": "update"} for s in steps), \
+        "no update touches the question box: typing during an answer stays"
     assert out[ASK["sql"]].startswith("SELECT\n  r.name AS region")
     assert "LIMIT" not in out[ASK["sql"]], "the guard's row cap is not shown"
     table = out[ASK["table"]]

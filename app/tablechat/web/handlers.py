@@ -121,28 +121,28 @@ class Handlers:
     # -- asking -------------------------------------------------------------------------------
     async def stream_answer(self, question: str, conv: list[chat.Turn],
                             session: str) -> AsyncIterator[list[Any]]:
-        """Values for [chatbot, conv, notice, sql, stop, *result] as the answer streams. The
-        question box is not among them: it was emptied when the question was sent, and what
-        the person types meanwhile stays. An answer without a table (a refusal, an error, a
+        """Values for [chatbot, conv, question, notice, sql, stop, *result] as the answer
+        streams. The question box is always skipped: it was emptied when the question was
+        sent, and what the person types meanwhile stays. An answer without a table (a refusal, an error, a
         chat reply) leaves the previous result where it is."""
         current: Result | None = None
         first = True
         async for upd in chat.ask(self.tc, question, conv, session=session,
                                   metrics=self.metrics):
             if upd.notice is not None:  # bad input: nothing else changes
-                yield [gr.skip(), gr.skip(), upd.notice, gr.skip(), stop_button(False),
-                       *SKIP_RESULT]
+                yield [gr.skip(), gr.skip(), gr.skip(), upd.notice, gr.skip(),
+                       stop_button(False), *SKIP_RESULT]
                 return
-            out: list[Any] = [chat.messages(upd.conv), upd.conv, "",
+            out: list[Any] = [chat.messages(upd.conv), upd.conv, gr.skip(), "",
                               upd.sql if upd.sql is not None else gr.skip(),
                               stop_button(True) if first else gr.skip()]
             first = False
             if upd.result is not None:
                 current = upd.result
             if upd.done:  # the last yield carries everything, whole
-                out[4] = stop_button(False)
+                out[5] = stop_button(False)
                 shown = upd.conv[-1].get("shown_sql") if current is not None else None
-                out[3] = shown or gr.skip()
+                out[4] = shown or gr.skip()
                 if current is None:
                     out.extend(SKIP_RESULT)
                 else:
@@ -165,8 +165,8 @@ class Handlers:
         """Ask the last question again."""
         question, before = chat.last_question(conv or [])
         if question is None:
-            yield [gr.skip(), gr.skip(), "Nothing to regenerate yet.", gr.skip(), gr.skip(),
-                   *SKIP_RESULT]
+            yield [gr.skip(), gr.skip(), gr.skip(), "Nothing to regenerate yet.", gr.skip(),
+                   gr.skip(), *SKIP_RESULT]
             return
         async for out in self.stream_answer(question, before, session_of(request)):
             yield out
@@ -182,8 +182,8 @@ class Handlers:
         return [chat.messages(conv), conv, text]
 
     def on_clear(self, request: gr.Request) -> list[Any]:
-        """Start over: [chatbot, conv, notice, sql, stop, *result]."""
-        return [[], [], "", "", stop_button(False), *self.show(None)]
+        """Start over: [chatbot, conv, question, notice, sql, stop, *result]."""
+        return [[], [], "", "", "", stop_button(False), *self.show(None)]
 
     def on_select(self, conv: list[chat.Turn], evt: gr.SelectData, request: gr.Request
                   ) -> list[Any]:

@@ -72,7 +72,8 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None,
         chatbot = c.chatbot
         result_outs = [r.table, r.info, result_state, page_state, r.download, r.number,
                        r.chart, r.prev, r.next, r.export, r.tabs]
-        ask_outs = [chatbot, conv_state, c.notice, r.sql, c.stop, *result_outs]
+        # the question box is an output only to keep the API's positions: answers skip it
+        ask_outs = [chatbot, conv_state, c.question, c.notice, r.sql, c.stop, *result_outs]
         schema_outs = [tables_df, table_pick, table_md, columns_df]
         common: dict[str, Any] = {"concurrency_limit": limit}
 

@@ -123,8 +123,8 @@ class Handlers:
                             session: str) -> AsyncIterator[list[Any]]:
         """Values for [chatbot, conv, question, notice, sql, stop, *result] as the answer
         streams. The question box is always skipped: it was emptied when the question was
-        sent, and what the person types meanwhile stays. An answer without a table (a refusal, an error, a
-        chat reply) leaves the previous result where it is."""
+        sent, and what the person types meanwhile stays. An answer without a table (a
+        refusal, an error, a chat reply) leaves the previous result where it is."""
         current: Result | None = None
         first = True
         async for upd in chat.ask(self.tc, question, conv, session=session,

@@ -157,6 +157,14 @@ def no_overlap(page: Page, selector: str) -> list[str]:
     }""", selector)
 
 
+def outside_bubble(page: Page, selector: str) -> list[str]:
+    """Texts under ``selector`` that stick out of their chat message (cut off on screen)."""
+    return page.evaluate("""sel => Array.from(document.querySelectorAll(sel)).filter(e => {
+        const r = e.getBoundingClientRect(), m = e.closest('.message').getBoundingClientRect();
+        return r.width > 0 && (r.left < m.left - 0.5 || r.right > m.right + 0.5);
+    }).map(e => e.textContent)""", selector)
+
+
 # --- an answer and its work -----------------------------------------------------------------
 def test_ask_shows_the_work_in_the_answer_and_beside_it(page: Page, artifacts: Path) -> None:
     page.get_by_role("button", name="Revenue by region").click()  # an example question
@@ -175,6 +183,7 @@ def test_ask_shows_the_work_in_the_answer_and_beside_it(page: Page, artifacts: P
     expect(chat.locator("details.tc-work-sql")).to_contain_text("r.name AS region")
     expect(chat).not_to_contain_text("LIMIT 1001")
     assert no_overlap(page, "#tc-chat .tc-msg-chart text") == []
+    assert outside_bubble(page, "#tc-chat .tc-msg-chart text") == []
     # the side pane shows the same result, formatted the same way
     expect(page.locator("#tc-table")).to_contain_text("$4,751,697.72")
     expect(page.locator("#tc-table-info")).to_contain_text("5 rows")
@@ -261,6 +270,7 @@ def test_edit_the_sql_and_run_it_again(page: Page, artifacts: Path) -> None:
         expect(page.locator("#tc-chat details.tc-work-table")).to_have_count(1 + n)
     expect(page.locator("body")).not_to_contain_text("undefined")
     expect(page.locator("#tc-chat")).to_contain_text("Ran the edited SQL")
+    assert outside_bubble(page, "#tc-chat .tc-msg-chart text") == []
     shot(page, artifacts, "edit-sql")
     editor.click()
     page.keyboard.press("Control+A")
@@ -335,6 +345,7 @@ def test_the_phone_layout(browser: Browser, server: LiveServer, artifacts: Path)
     assert 0 < chart["y"] - answer["y"] < 844, "the result is right under the answer"
     assert chart["x"] >= 0 and chart["x"] + chart["width"] <= 390
     assert no_overlap(page, "#tc-chat .tc-msg-chart text") == []
+    assert outside_bubble(page, "#tc-chat .tc-msg-chart text") == []
     page.locator("#tc-chat details.tc-work-table summary").click()
     expect(page.locator("#tc-chat .tc-msg-table")).to_contain_text("Middle East & Africa")
     broken = page.evaluate("""() => Array.from(document.querySelectorAll(

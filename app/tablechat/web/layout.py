@@ -33,14 +33,20 @@ footer { display: none !important; }
 #tc-chat .tc-msg-table th, #tc-chat .tc-msg-table td { padding: 2px 8px;
   white-space: nowrap; word-break: keep-all; }
 #tc-chat .tc-msg-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.tc-msg-chart, .tc-side-chart { max-width: 520px; }
-.tc-svg { display: block; height: auto; }
+.tc-svg { display: block; }
+.tc-side-chart { max-width: 520px; }
+.tc-side-chart svg.tc-svg { width: 100%; height: auto; }
+/* in a message the chart has its own pixel size (the Chatbot's sanitizer drops viewBox):
+   zoomed to the bubble on narrow screens */
+#tc-chat .tc-msg-chart { overflow: hidden; }
 /* table cells break between words, never inside one */
 #tc-table td, #tc-table th, #tc-tables td, #tc-tables th { word-break: normal !important;
   overflow-wrap: normal !important; hyphens: none; }
 @media (max-width: 640px) {
   #tc-chat { height: 64vh !important; }
 }
+@media (max-width: 480px) { #tc-chat .tc-msg-chart svg.tc-svg { zoom: 0.85; } }
+@media (max-width: 420px) { #tc-chat .tc-msg-chart svg.tc-svg { zoom: 0.75; } }
 """
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from . import formats
 from .markup import html_text
 
-WIDTH = 360
+WIDTH = 320
 PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04",
            "#db2777")
 MAX_BARS = 20
@@ -34,7 +34,7 @@ def _clip(label: str, n: int = LABEL_CHARS) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
 
 
-def _t(x: float, y: float, label: str, *, anchor: str = "start", size: int = 10,
+def _t(x: float, y: float, label: str, *, anchor: str = "start", size: int = 11,
        cls: str = "", bold: bool = False) -> str:
     weight = ' font-weight="600"' if bold else ""
     klass = f' class="{cls}"' if cls else ""
@@ -43,9 +43,13 @@ def _t(x: float, y: float, label: str, *, anchor: str = "start", size: int = 10,
 
 
 def _svg(height: float, body: list[str], title: str) -> str:
+    # width and height in pixels: the Chatbot's sanitizer drops viewBox (measured), so in a
+    # message the chart is drawn at its own size (the page's CSS zooms it on a phone); the
+    # side pane keeps viewBox and scales it to its width
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="tc-svg" viewBox="0 0 {WIDTH} '
-            f'{height:.0f}" width="100%" role="img" aria-label="{html_text(title)}">'
-            f'<title>{html_text(title)}</title>{"".join(body)}</svg>')
+            f'{height:.0f}" width="{WIDTH}" height="{height:.0f}" role="img" '
+            f'aria-label="{html_text(title)}"><title>{html_text(title)}</title>'
+            f'{"".join(body)}</svg>')
 
 
 def render(spec: Mapping[str, Any] | None, columns: Sequence[str],
@@ -80,14 +84,14 @@ def _bars(rows: Sequence[Sequence[Any]], xi: int, yi: int, x: str, y: str, title
     data = [(k, v) for k, v in data if v is not None]
     if not data:
         return ""
-    left, right, row_h, top = 112.0, 56.0, 20.0, 34.0
+    left, right, row_h, top = 118.0, 52.0, 22.0, 36.0
     lo = min(0.0, *(v for _, v in data if v is not None))
     hi = max(0.0, *(v for _, v in data if v is not None))
     span = (hi - lo) or 1.0
     area = WIDTH - left - right
     zero = left + (0 - lo) / span * area
-    body = [_t(0, 14, _clip(title, 60), size=12, bold=True),
-            _t(left, 28, y, size=9, cls="tc-axis")]
+    body = [_t(0, 15, _clip(title, 48), size=13, bold=True),
+            _t(left, 30, y, size=10, cls="tc-axis")]
     for n, (label, v) in enumerate(data):
         assert v is not None
         ty = top + n * row_h
@@ -96,11 +100,11 @@ def _bars(rows: Sequence[Sequence[Any]], xi: int, yi: int, x: str, y: str, title
                     f'height="{row_h - 6:.1f}" fill="{PALETTE[0]}"><title>'
                     f'{html_text(label)}: {html_text(formats.number(v, unit))}</title></rect>')
         body.append(_t(left - 6, ty + row_h - 10, _clip(label), anchor="end"))
-        body.append(_t(x1 + 4, ty + row_h - 10, formats.short(v, unit), size=9))
+        body.append(_t(x1 + 4, ty + row_h - 10, formats.short(v, unit), size=10))
     more = len(rows) - len(data)
     height = top + len(data) * row_h + 6
     if more > 0:
-        body.append(_t(left, height + 8, f"and {more:,} more (see the table)", size=9))
+        body.append(_t(left, height + 8, f"and {more:,} more (see the table)", size=10))
         height += 16
     return _svg(height, body, title)
 
@@ -136,7 +140,7 @@ def _y_axis(lo: float, hi: float, top: float, bottom: float, left: float, unit: 
         yy = bottom - (bottom - top) * i / 3
         body.append(f'<line x1="{left:.1f}" x2="{WIDTH - 8}" y1="{yy:.1f}" y2="{yy:.1f}" '
                     'stroke="currentColor" stroke-opacity="0.15"/>')
-        body.append(_t(left - 4, yy + 3, formats.short(v, unit), anchor="end", size=9))
+        body.append(_t(left - 4, yy + 3, formats.short(v, unit), anchor="end", size=10))
     return body
 
 
@@ -144,11 +148,11 @@ def _legend(names: list[str], y0: float) -> tuple[list[str], float]:
     """Colour keys, three to a line; the height they take."""
     body = []
     for n, name in enumerate(names):
-        lx, ly = 8 + (n % 3) * 118, y0 + (n // 3) * 14
+        lx, ly = 8 + (n % 3) * 104, y0 + (n // 3) * 15
         body.append(f'<rect x="{lx}" y="{ly - 8:.1f}" width="10" height="10" '
                     f'fill="{PALETTE[n]}"/>')
-        body.append(_t(lx + 14, ly + 1, _clip(name, 16), size=9, cls="tc-legend"))
-    return body, ((len(names) + 2) // 3) * 14
+        body.append(_t(lx + 14, ly + 1, _clip(name, 14), size=10, cls="tc-legend"))
+    return body, ((len(names) + 2) // 3) * 15
 
 
 def _lines(rows: Sequence[Sequence[Any]], xi: int, yi: int, ci: int | None, x: str, y: str,
@@ -168,8 +172,8 @@ def _lines(rows: Sequence[Sequence[Any]], xi: int, yi: int, ci: int | None, x: s
     values = [v for s in series.values() for v in s.values()]
     if not values or len(xs) < 2:
         return ""
-    body = [_t(0, 14, _clip(title, 60), size=12, bold=True)]
-    top = 24.0
+    body = [_t(0, 15, _clip(title, 48), size=13, bold=True)]
+    top = 26.0
     if ci is not None:
         keys, used = _legend(list(series), top + 4)
         body += keys
@@ -191,10 +195,10 @@ def _lines(rows: Sequence[Sequence[Any]], xi: int, yi: int, ci: int | None, x: s
         # value labels or leaves the picture
         anchor = "start" if i == ticks[0] else "end" if i == ticks[-1] else "middle"
         body.append(_t(pos[xs[i]], bottom + 13, _x_label(xs[i], x, xs), anchor=anchor,
-                       size=9, cls="tc-tick"))
-    body.append(_t(left + (WIDTH - left) / 2, bottom + 28, x, anchor="middle", size=9,
+                       size=10, cls="tc-tick"))
+    body.append(_t(left + (WIDTH - left) / 2, bottom + 28, x, anchor="middle", size=10,
                    cls="tc-axis"))
-    body.append(_t(left, top - 4, y, size=9, cls="tc-axis"))
+    body.append(_t(left, top - 4, y, size=10, cls="tc-axis"))
     return _svg(bottom + 34, body, title)
 
 
@@ -208,7 +212,7 @@ def _scatter(rows: Sequence[Sequence[Any]], xi: int, yi: int, x: str, y: str, ti
     xlo, xhi = min(a for a, _ in data), max(a for a, _ in data)
     ylo, yhi = min(b for _, b in data), max(b for _, b in data)
     xhi, yhi = (xhi if xhi != xlo else xlo + 1), (yhi if yhi != ylo else ylo + 1)
-    body = [_t(0, 14, _clip(title, 60), size=12, bold=True)]
+    body = [_t(0, 15, _clip(title, 48), size=13, bold=True)]
     body += _y_axis(ylo, yhi, top, bottom, left, formats.unit_for(y, units))
     right = WIDTH - 16
     for a, b in data[:1000]:
@@ -222,8 +226,8 @@ def _scatter(rows: Sequence[Sequence[Any]], xi: int, yi: int, x: str, y: str, ti
         label = formats.year(v) if formats.is_year_column(x) else formats.short(v, xu)
         anchor = ("start", "middle", "middle", "end")[i]
         body.append(_t(left + (right - left) * i / 3, bottom + 13, label, anchor=anchor,
-                       size=9, cls="tc-tick"))
-    body.append(_t(left + (WIDTH - left) / 2, bottom + 28, x, anchor="middle", size=9,
+                       size=10, cls="tc-tick"))
+    body.append(_t(left + (WIDTH - left) / 2, bottom + 28, x, anchor="middle", size=10,
                    cls="tc-axis"))
-    body.append(_t(left, top - 4, y, size=9, cls="tc-axis"))
+    body.append(_t(left, top - 4, y, size=10, cls="tc-axis"))
     return _svg(bottom + 34, body, title)

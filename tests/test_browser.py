@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
 import tablechat
+from tests.conftest import ARTIFACTS
 from tests.test_web_support import LiveServer, ScriptedChatModel
 
 pytestmark = pytest.mark.browser
@@ -134,8 +135,13 @@ def ask(page: Page, question: str, answer: str) -> None:
     pressable while it runs, is not any more."""
     page.fill("#tc-question textarea", question)
     page.press("#tc-question textarea", "Enter")
-    expect(page.locator("#tc-chat")).to_contain_text(answer)
-    expect(page.locator("#tc-stop")).to_be_disabled()
+    try:
+        expect(page.locator("#tc-chat")).to_contain_text(answer)
+        expect(page.locator("#tc-stop")).to_be_disabled()
+    except AssertionError:  # what the page showed instead, for the report
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / f"browser-failed-{size_of(page)}.png", full_page=True)
+        raise
 
 
 def last_answer(page: Page) -> object:

@@ -31,19 +31,21 @@ from .errors import (
     UserFacingError,
 )
 from .export import Export, write_csv
-from .redact import redact_url, scrub
+from .redact import scrub
 from .semantic import SemanticLayer
 from .sql.database import Database
 from .sql.guard import CheckedSQL, SQLGuard
 from .sql.limits import SQLLimits
 from .sql.schema import SchemaSnapshot, TableInfo
 
+# for the person asking: how to connect an LLM is the admin's business, shown in the health
+# view (/api/health, the UI's header), never in an answer (issue 12)
 NO_LLM_HELP = (
-    "No LLM is configured, so I can only answer questions the offline engine understands. "
-    "To answer anything, point tablechat at a vLLM server: start one with "
-    "`vllm serve Qwen/Qwen2.5-Coder-7B-Instruct`, then set "
-    "TABLECHAT_LLM_URL=http://127.0.0.1:8000/v1 (or pass --llm-url / llm=...)."
+    "I can only answer questions that need no language model, and none is available right "
+    "now. Try a simpler question: a count, a total, a top 5 or a breakdown by one column."
 )
+FALLBACK_NOTE = "(Answered by the offline engine: the language model {what}.)"
+FALLBACK_WHAT = {"connection": "is unreachable", "timeout": "did not answer in time"}
 
 
 class Engine(Protocol):
@@ -53,7 +55,8 @@ class Engine(Protocol):
 
 
 class NoLLMEngine:
-    """Used when no LLM is reachable and no offline engine is installed: says how to fix that."""
+    """Used when no LLM is reachable and no offline engine is installed: says what it can
+    still answer (the fix is the admin's, shown in the health view)."""
 
     name = "offline"
 
@@ -61,8 +64,7 @@ class NoLLMEngine:
         self.reason = reason
 
     async def run(self, ctx: QuestionContext, usage: Usage) -> AsyncIterator[ev.Event]:
-        text = NO_LLM_HELP if not self.reason else f"{self.reason}. {NO_LLM_HELP}"
-        yield ev.AnswerText(text=text, engine=self.name)
+        yield ev.AnswerText(text=NO_LLM_HELP, engine=self.name)
 
 
 class TableChat:
@@ -211,11 +213,10 @@ class TableChat:
             if agent is None:
                 info = self.llm.server if self.settings.llm_url and self._llm is None else None
                 if info is not None and not info.reachable:  # probed in _llm_agent, off-loop
-                    url = redact_url(self.settings.llm_url)  # never its credentials
-                    reason = f"the LLM server at {url} is unreachable ({scrub(info.error)})"
-                    yield ev.Status(step="fallback", message="LLM server unreachable, answered "
-                                    f"offline ({url}: {info.error})")
-                    async for event in self._fallback(ctx, usage, reason):
+                    reason = "the LLM server is unreachable"  # where and why: the health view
+                    yield ev.Status(step="fallback",
+                                    message="LLM server unreachable, answered offline")
+                    async for event in self._fallback(ctx, usage, reason, "connection"):
                         yield event
                 else:
                     yield ev.Status(step="engine", message="engine: offline (no LLM configured)")
@@ -234,8 +235,9 @@ class TableChat:
                         raise
                     what = "unreachable" if failure_kind(exc) == "connection" else "failed"
                     yield ev.Status(step="fallback",
-                                    message=f"LLM server {what}, answered offline ({exc})")
-                    async for event in self._fallback(ctx, usage, str(exc)):
+                                    message=f"LLM server {what}, answered offline")
+                    async for event in self._fallback(ctx, usage, str(exc),
+                                                      failure_kind(exc)):
                         yield event
         except TableChatError as exc:
             ok = False
@@ -251,16 +253,17 @@ class TableChat:
         yield ev.Done(ok=ok)
 
     async def _fallback(
-        self, ctx: QuestionContext, usage: Usage, reason: str
+        self, ctx: QuestionContext, usage: Usage, reason: str, kind: str = ""
     ) -> AsyncIterator[ev.Event]:
-        """The offline engine's answer, its text saying why the LLM did not answer."""
-        reason = scrub(reason)  # it ends up in the answer text
+        """The offline engine's answer, its text saying in plain words why the LLM did not
+        answer (``kind``: ``llm.failure_kind``); where and how to fix it is the health view's."""
+        reason = scrub(reason)  # it ends up in the error text
         if self._offline is None:
             raise LLMUnavailableError(f"{reason[:1].upper()}{reason[1:]}; no offline engine is "
                                       "installed to answer instead")
         async for event in self._offline.run(ctx, usage):
             if isinstance(event, ev.AnswerText):
-                note = f"(Answered by the offline engine: {reason}.)"
+                note = FALLBACK_NOTE.format(what=FALLBACK_WHAT.get(kind, "failed"))
                 event = ev.AnswerText(text=f"{event.text}\n\n{note}".strip(),
                                       engine=event.engine or self._offline.name)
             yield event

@@ -8,6 +8,7 @@ whatever tablechat did not write itself is shown as text: no HTML, no images, no
 
 from __future__ import annotations
 
+import html
 import re
 
 # backslash first, so an escape in the text cannot undo one of ours
@@ -34,3 +35,14 @@ def code_block(code: str, language: str = "") -> str:
     longest = max((len(m.group(0)) for m in _FENCE.finditer(code)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{language}\n{code}\n{fence}"
+
+
+_HTML_LINK = re.compile(r"(?i)(?<=[a-z0-9]):(?=//)|(?<=\bwww)\.")
+
+
+def html_text(text: object) -> str:
+    """``text`` for a raw HTML block tablechat writes (a table cell, a chart label, a summary):
+    HTML-escaped, quotes too, with bare URLs broken as ``plain`` breaks them, so it is shown
+    as written and never becomes markup or a link."""
+    escaped = html.escape(str(text), quote=True)
+    return _HTML_LINK.sub(lambda m: f"&#{ord(m.group(0))};", escaped)

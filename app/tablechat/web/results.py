@@ -1,13 +1,16 @@
 """A query result on screen: pages, the "showing N of M" line, the CSV file and the chart.
 
-The chart is built from the declarative spec (``tablechat.chart``) as data for Gradio's native
-plots, never by running generated code.
+The chart is built from the declarative spec (``tablechat.chart``) as a static SVG
+(``svgchart``), never by running generated code; a single number is shown in large type.
+Numbers are formatted one way (``formats``) in the table, the chart and the big number.
 """
 
 from __future__ import annotations
 
 import html
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from sqlglot.errors import SqlglotError
 
 from ..chart import chart_spec
 from ..export import Export, write_csv
+from . import formats
 
 PAGE_SIZE = 50
 
@@ -32,6 +36,8 @@ class Result:
     source: str = ""  # the query as written (SQL.source): what an export runs again
     exported: Export | None = None  # the whole result's CSV (its file and row count)
     export_error: str = ""  # why the whole result could not be exported
+    question: str = ""  # what was asked (or the SQL run): names the CSV
+    csv: Path | None = None  # the CSV of the rows shown, once written (reused when reshown)
 
     @property
     def exportable(self) -> bool:
@@ -46,23 +52,26 @@ class Result:
         data = [list(r) for r in (self.rows if rows is None else rows)]
         return pd.DataFrame(data, columns=_unique(self.columns))
 
-    def page(self, page: int) -> tuple[pd.DataFrame, str, int]:
-        """Rows of page ``page`` (clamped, 0-based), the line saying what is shown, the page."""
+    def page(self, page: int, units: Mapping[str, str] | None = None
+             ) -> tuple[pd.DataFrame, str, int]:
+        """Rows of page ``page`` (clamped, 0-based) formatted as text (``formats``), the line
+        saying what is shown, the page."""
         page = min(max(page, 0), self.pages - 1)
         lo = page * PAGE_SIZE
         rows = self.rows[lo: lo + PAGE_SIZE]
-        return self.frame(rows), self.info(page), page
+        cells = formats.table(self.columns, rows, units or {})
+        return pd.DataFrame(cells, columns=_unique(self.columns)), self.info(page), page
 
     def info(self, page: int = 0) -> str:
         total = len(self.rows)
         more = ""
         if self.truncated and self.exported is not None:
             found, cut = self.exported.rows, self.exported.truncated
-            more = (f" (cut at the row cap, TABLECHAT_MAX_ROWS={total}: the query found "
+            more = (f" (cut at the row cap of {total:,}: the query found "
                     f"{found:,}{' or more' if cut else ''} rows; the CSV has "
                     f"{'the first' if cut else 'all'} {found:,})")
         elif self.truncated:
-            more = (f" (cut at the row cap, TABLECHAT_MAX_ROWS={total}: the query found more"
+            more = (f" (cut at the row cap of {total:,}: the query found more"
                     + (f"; exporting all rows failed: {self.export_error}"
                        if self.export_error else "") + ")")
         if total == 0:
@@ -79,7 +88,20 @@ class Result:
         return write_csv(path, self.columns, [self.rows]).path
 
     def chart_spec(self) -> dict[str, Any] | None:
+        """The answer's chart spec, or one chosen from the result's shape."""
         return self.chart if self.chart is not None else chart_spec(self.columns, self.rows)
+
+    def csv_name(self) -> str:
+        """A file name from the question: "Revenue by region" → ``revenue-by-region``."""
+        return slug(self.question) or "result"
+
+
+def slug(text: str, limit: int = 60) -> str:
+    """Lower-case words joined by hyphens, ASCII letters and digits only, at most ``limit``
+    characters (a file name that is safe everywhere)."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    out = "-".join(words)[:limit].strip("-")
+    return out
 
 
 def download_label(result: Result) -> str:
@@ -111,63 +133,31 @@ def _unique(columns: list[str]) -> list[str]:
     return out
 
 
-def format_number(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:,.0f}" if value.is_integer() else f"{value:,.2f}"
-    return str(value)
-
-
 @dataclass(slots=True)
 class ChartView:
-    """What to draw: ``kind`` is bar, line, scatter, number or none."""
+    """What the side pane draws: ``kind`` is chart (an SVG), number or none."""
 
     kind: str
-    frame: pd.DataFrame | None = None
-    x: str | None = None
-    y: str | None = None
-    color: str | None = None
-    title: str = ""
+    html: str = ""
     markdown: str = ""
-    sort: list[str] | None = None
-    y_lim: list[float] | None = None  # bars start at zero (one bar would have no height)
 
 
-def chart_view(result: Result | None) -> ChartView:
-    """Turn the result's chart spec into data for a native plot, or big Markdown for a number."""
+def chart_view(result: Result | None, units: Mapping[str, str] | None = None) -> ChartView:
+    """The result's chart as SVG, or a single number in large type."""
+    from .svgchart import render  # svgchart needs this module's neighbours, not the reverse
+
     spec = result.chart_spec() if result is not None else None
     if result is None or not spec:
         return ChartView("none")
-    kind = spec.get("type")
-    title = str(spec.get("title") or "")
-    if kind == "number":
+    units = units or {}
+    if spec.get("type") == "number":
         # an HTML block (no Markdown inside): the label, a column name, is escaped as HTML
-        label = html.escape(str(spec.get("label") or title))
-        value = html.escape(format_number(spec.get("value")))
-        return ChartView("number", title=title,
+        label_text = str(spec.get("label") or spec.get("title") or "")
+        label = html.escape(label_text)
+        value = html.escape(formats.cell(spec.get("value"), label_text, units))
+        return ChartView("number",
                          markdown=f"<div class='tc-number'>{value}"
                                   f"</div><div class='tc-number-label'>{label}</div>")
-    x, y, color = spec.get("x"), spec.get("y"), spec.get("color")
-    cols = _unique(result.columns)
-    if kind not in ("bar", "line", "scatter") or x not in cols or y not in cols:
-        return ChartView("none")
-    keep = [c for c in dict.fromkeys([x, y, color]) if c]
-    frame = result.frame()[keep].copy()
-    sort, y_lim = None, None
-    if kind == "bar":
-        frame[x] = frame[x].astype(str)
-        sort = list(dict.fromkeys(frame[x].tolist()))
-        values = [float(v) for v in frame[y].tolist() if isinstance(v, int | float)
-                  and math.isfinite(v)]
-        if values:
-            low, high = min(0.0, min(values)), max(0.0, max(values))
-            y_lim = [low * 1.05, high * 1.05] if low != high else None
-    if color:
-        frame[color] = frame[color].astype(str)
-    return ChartView(kind, frame=frame, x=x, y=y, color=color or None, title=title, sort=sort,
-                     y_lim=y_lim)
+    svg = render(spec, result.columns, result.rows, units)
+    return ChartView("chart", html=f'<div class="tc-side-chart">{svg}</div>') if svg else \
+        ChartView("none")

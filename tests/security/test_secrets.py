@@ -38,7 +38,7 @@ def _log_text(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
 
 
-def test_ask_and_stream_show_the_llm_url_without_credentials(
+def test_ask_and_stream_keep_the_llm_url_and_its_credentials_out_of_answers(
     demo_db: Path, dead_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -52,11 +52,14 @@ def test_ask_and_stream_show_the_llm_url_without_credentials(
         streamed = asyncio.run(collect())
     finally:
         tc.close()
-    # the offline engine answered and says why, naming the server without its key
-    assert answer.engine == "offline" and "127.0.0.1" in answer.text
-    assert "***@127.0.0.1" in answer.text
+    # the offline engine answered and says why; where the server is (and its key) is the
+    # admin's business, shown in the health view, not in the chat (issue 12)
+    assert answer.engine == "offline" and "unreachable" in answer.text
+    assert "127.0.0.1" not in answer.text
     fallback = [e for e in streamed if isinstance(e, ev.Status) and e.step == "fallback"]
-    assert fallback and "127.0.0.1" in fallback[0].message
+    assert fallback and "127.0.0.1" not in fallback[0].message
+    health = tc.health()["llm"]
+    assert "***@127.0.0.1" in health["url"] and not _leaks(repr(health))
     for event in [*answer.events, *streamed]:
         assert not _leaks(repr(event)), event
     assert not _leaks(answer.text) and not _leaks(str(answer.error))
@@ -96,7 +99,7 @@ def test_without_an_offline_engine_the_error_shows_no_credentials(
     finally:
         tc.close()
     text = " ".join(repr(e) for e in answer.events)
-    assert "127.0.0.1" in text
+    assert answer.error is not None
     assert not _leaks(text) and not _leaks(answer.text + str(answer.error))
     assert not _leaks(_log_text(caplog))
 

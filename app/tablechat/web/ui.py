@@ -16,6 +16,7 @@ from .. import _loop
 from ..core import TableChat
 from ..errors import TableChatError
 from . import browse, chat
+from .feedback_ui import wire_feedback
 from .files import CACHE_SWEEP_SECONDS, ResultFiles
 from .gradio_guard import inside_upload_folder
 from .markup import plain
@@ -99,6 +100,7 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None,
                                                          visible=False, elem_id="tc-csv")
                         export_btn = gr.Button("Export all rows", size="sm", visible=False,
                                                elem_id="tc-export")
+                    wire_feedback(chatbot, sql_code, conv_state, tc, run_btn)
                     table_info = gr.Markdown("Ask a question to see its result here.",
                                              label="Rows shown", elem_id="tc-table-info")
                     table = gr.Dataframe(interactive=False, max_height=360, label="Result",

@@ -186,6 +186,15 @@ def test_edited_sql_that_ran_is_saved_as_the_right_answer(
         "Revenue by region", EDITED, "correction")
 
 
+def test_the_answers_own_sql_is_no_correction(client: Client, store: Store) -> None:
+    out = client.predict("Which regions?", api_name="/ask")
+    client.predict(out[3], api_name="/run_sql")  # the SQL box as the answer left it
+    before = store.count_feedback()
+    notice = client.predict(out[3], api_name="/save_correction")
+    assert notice == "⚠️ This is the answer's own SQL: to say it is right, vote 👍", notice
+    assert store.count_feedback() == before
+
+
 def test_sql_the_guard_refuses_is_not_saved(client: Client, store: Store) -> None:
     client.predict("Revenue by region", api_name="/ask")
     client.predict("DROP TABLE customers", api_name="/run_sql")  # refused: no run

@@ -263,6 +263,8 @@ def save_correction(tc: TableChat, sql: Any, conv: list[Turn] | None,
         if checked.sql != run.get("sql"):
             raise FeedbackError("the SQL in the editor is not the one that ran: run it "
                                 "first (▶ Run SQL), then save it")
+        if checked.sql == conv[question].get("sql"):
+            raise FeedbackError("this is the answer's own SQL: to say it is right, vote 👍")
         rated = rated_answer(tc, conv, question)
         record = tc.feedback(rated.answer, good=False, sql=sql,
                              principal=principal_of_request(request), session=session,

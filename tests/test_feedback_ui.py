@@ -27,6 +27,7 @@ from tablechat.store.base import Store
 from tests.test_web_support import LiveServer, ScriptedChatModel
 
 REVENUE_SQL = "SELECT r.name AS region"
+CORRECTED = "SELECT name FROM regions ORDER BY name DESC"
 EDITED = ("SELECT r.name AS region, count(*) AS customers FROM customers AS c "
           "JOIN regions AS r ON r.id = c.region_id GROUP BY r.name ORDER BY 2 DESC")
 
@@ -265,10 +266,10 @@ def test_a_huge_comment_is_refused(server: LiveServer, client: Client, store: St
 
 
 @pytest.mark.browser
-def test_a_click_on_thumbs_up_is_stored_with_who_gave_it(demo_db: Path, store_url: str,
+def test_a_click_on_thumbs_up_and_a_saved_correction_are_stored(demo_db: Path, store_url: str,
                                                         artifacts: Path) -> None:
-    """In Debian's chromium: log in, ask, click 👍 under the answer; the store holds the vote
-    with the user name (never the password)."""
+    """In Debian's chromium: log in, ask, click 👍 under the answer, then correct the SQL and
+    save it; the store holds both with the user name (never the password)."""
     from playwright.sync_api import expect, sync_playwright
 
     from tests.test_browser import ARGS, CHROMIUM, TIMEOUT, ask, open_page
@@ -292,13 +293,28 @@ def test_a_click_on_thumbs_up_is_stored_with_who_gave_it(demo_db: Path, store_ur
             page.locator("#tc-chat").get_by_label("Like", exact=True).first.click()
             notice = page.locator("#tc-feedback-notice")
             expect(notice).to_contain_text("Thanks: your 👍 on “Which regions?” is recorded.")
+            save = page.locator("#tc-save-sql")
+            expect(save).to_be_hidden()
+            # correct this SQL: edit it, run it; the run offers "Save as the right answer"
+            page.locator("#tc-sql .cm-content").fill(CORRECTED)
+            page.click("#tc-run")
+            # the run is done once it joined the chat (the old table had the same rows)
+            expect(page.locator("#tc-chat")).to_contain_text("The edited query returned 5 rows")
+            expect(save).to_be_visible()
             page.screenshot(path=artifacts / "browser-feedback.png", full_page=True)
+            save.click()
+            expect(notice).to_contain_text("Saved as the right answer to “Which regions?”. "
+                                           "It is now a verified example.")
+            expect(save).to_be_hidden()
             page.context.close()
             browser.close()
         assert outside == []
     finally:
         live.stop()
-    assert store.count_feedback() == before + 1
-    kept = store.feedback()[-1]
-    assert (kept.question, kept.good, kept.principal) == ("Which regions?", True, "user-ana")
-    assert "pw-ana-secret" not in repr(kept)
+    assert store.count_feedback() == before + 2
+    voted, fixed = store.feedback()[-2:]
+    assert (voted.question, voted.good, voted.principal) == ("Which regions?", True,
+                                                             "user-ana")
+    assert (fixed.question, fixed.corrected_sql, fixed.principal) == (
+        "Which regions?", CORRECTED, "user-ana")
+    assert "pw-ana-secret" not in repr(voted) + repr(fixed)

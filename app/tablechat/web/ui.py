@@ -13,6 +13,7 @@ import gradio as gr
 
 from ..core import TableChat
 from . import browse, layout
+from .feedback_ui import wire_feedback
 from .files import CACHE_SWEEP_SECONDS, ResultFiles
 from .handlers import Handlers, session_of
 from .markup import plain
@@ -61,6 +62,9 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None,
                 with gr.Tab("Result", id="result"):
                     r = layout.build_results()
                     r.tabs = tabs
+                    # 👍/👎, a comment, "save as the right answer" (issue 14): their controls
+                    # go under the result's
+                    wire_feedback(c.chatbot, r.sql, conv_state, tc, r.run)
                 with gr.Tab("Schema", id="schema"):
                     tables_df, table_pick, table_md, columns_df = layout.build_schema(
                         browse.tables_frame(base_snap), names,
@@ -134,7 +138,6 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None,
                            api_name="upload", **common)
         demo.load(h.on_load, None, [engine_md], api_visibility="private", **common)
         demo.unload(h.on_unload)
-        # feedback (web/feedback_ui.py) attaches its events to ``chatbot`` here
     demo.queue(default_concurrency_limit=limit)
     # uploads Gradio holds for this app count in the total disk budget too
     files.extra = lambda: list(demo.upload_file_set)

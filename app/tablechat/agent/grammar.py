@@ -14,7 +14,7 @@ avg, min, max) and a few scalar and date functions, each of them one the guard's
 
 Identifiers come only from the schema: table names, column names (bare, or qualified by their
 own table's name, or by a table alias), and table aliases from a small fixed set (``t1``..``t9``,
-a single letter, a table's initials). A model constrained by it cannot name a column that does
+a table's first letter or initials). A model constrained by it cannot name a column that does
 not exist; it can still name one of a table the query does not read (the grammar does not track
 scope), which the guard refuses and the repair loop feeds back. Names that need quoting are
 quoted in the dialect's way. Keywords are upper case and plain names lower case, so the two
@@ -63,7 +63,7 @@ _BAD_ALIASES = ("not", "select", "mod")
 TABLE_ALIASES = tuple(f"t{i}" for i in range(1, 10))
 MAX_ALIAS = 30  # characters of a column alias
 MAX_STRING = 60  # characters of a string literal
-MAX_ITEMS = 12  # select items
+MAX_ITEMS = 6  # select items
 MAX_LIST = 20  # values in an IN list
 
 # dialect -> [(function name, GBNF of its arguments)]; kept only where the guard allows the name
@@ -95,7 +95,11 @@ _CORE = {
     "query": '"SELECT " ("DISTINCT ")? items " FROM " source join{0,4} where? group? having? '
              "order? limit?",
     "items": f'"*" | item (", " item){{0,{MAX_ITEMS - 1}}}',
-    "item": 'expr (" AS " alias)?',
+    # a select item starts with a name or a call, never a literal: asked "how many ...?",
+    # SmolLM2 under the grammar wrote "SELECT 1000, 1000, ..." and "SELECT ((-1)) + ..." until
+    # the token limit (it wants to answer the question, not to query for it)
+    "item": 'lead (binop factor){0,3} (" AS " alias)?',
+    "lead": "column | agg | call | case | cast",
     "source": 'table (" " talias)? | "(" query ") " talias',
     "join": '" " ("LEFT " | "INNER ")? "JOIN " source " ON " cond',
     "where": '" WHERE " cond',
@@ -109,27 +113,31 @@ _CORE = {
     "neg": '"NOT " neg | pred',
     "pred": "expr ptail?",
     "cmp": '" = " | " <> " | " != " | " < " | " <= " | " > " | " >= "',
-    "expr": 'term ((" + " | " - " | " || ") term){0,5}',
-    "term": 'factor ((" * " | " / " | " % ") factor){0,5}',
+    # flat: precedence changes no sentence of the language, and fewer rules mean fewer stacks
+    # for llama.cpp's sampler to carry through every token
+    "expr": 'factor (binop factor){0,5}',
+    "binop": '" + " | " - " | " * " | " / " | " % " | " || "',
     # no signed numbers: "- -1" is fine, "--1" would open a comment
     "factor": '"-"? atom',
     "agg": '"count(*)" | ("count" | "sum" | "avg" | "min" | "max") "(" ("DISTINCT ")? expr ")"',
     "case": '"CASE" (" WHEN " cond " THEN " expr){1,5} (" ELSE " expr)? " END"',
     "cast": '"CAST(" expr " AS " ctype ")"',
-    "number": '[0-9]{1,12} ("." [0-9]{1,6})?',
+    "number": '[0-9]{1,10} ("." [0-9]{1,4})?',
     "string": f"\"'\" (\"''\" | [^'\\r\\n]){{0,{MAX_STRING}}} \"'\"",
 }
 
 
 def gbnf_literal(text: str) -> str:
-    """``text`` as a GBNF string literal: quotes, backslashes and control characters escaped
-    (``\\xHH``, which llama.cpp and xgrammar both read); other characters as UTF-8."""
+    """``text`` as a GBNF string literal: quotes and backslashes escaped, and every character
+    that is not printable (controls, line separators such as U+0085 and U+2028, format
+    characters) as ``\\uHHHH``/``\\UHHHHHHHH``, which llama.cpp and xgrammar both read; the
+    rest as UTF-8."""
     out = []
     for ch in text:
         if ch in '"\\':
             out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
+        elif not ch.isprintable():
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
@@ -221,13 +229,12 @@ def word_except(name: str, excluded: Iterable[str], max_len: int = MAX_ALIAS) ->
 
 
 def _table_aliases(table_names: Iterable[str]) -> list[str]:
-    """t1..t9, every single letter, and each table's initials (``order_items`` → ``oi``)."""
-    aliases = set(TABLE_ALIASES) | set("abcdefghijklmnopqrstuvwxyz")
+    """t1..t9, and each table's first letter and initials (``order_items`` → ``o``, ``oi``)."""
+    aliases = set(TABLE_ALIASES)
     for table in table_names:
         parts = [p for p in re.split(r"[^a-z0-9]+", table.lower()) if p]
         initials = "".join(p[0] for p in parts if p[0].isalpha())
-        if len(initials) >= 2:
-            aliases.add(initials[:3])
+        aliases.update({initials[:1], initials[:3]} - {""})
     return sorted(a for a in aliases if a not in RESERVED and a not in _BAD_ALIASES)
 
 

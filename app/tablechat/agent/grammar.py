@@ -41,6 +41,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from ..errors import ConfigurationError
 from ..sql.functions import allowed_names
 from ..sql.schema import SchemaSnapshot
 
@@ -249,13 +250,16 @@ def _functions(dialect: str) -> list[str]:
 
 def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None) -> str:
     """The GBNF grammar of one SELECT over ``tables`` of ``snapshot`` (default: all of them;
-    unknown names are skipped, so a relevance pick that names none gives every table)."""
+    unknown names are skipped, so a relevance pick that names none gives every table).
+
+    Raises :class:`ConfigurationError` for a snapshot with no named table or column (there is
+    nothing to constrain to: send the question unconstrained)."""
     dialect = snapshot.dialect or "duckdb"
     chosen = [snapshot.tables[n] for n in (tables or ()) if n in snapshot.tables]
     infos = chosen or list(snapshot.tables.values())
     infos = [t for t in infos if _usable(t.name)]
     if not infos:
-        raise ValueError("a SQL grammar needs at least one table")
+        raise ConfigurationError("a SQL grammar needs at least one table with a name")
     rules = dict(_CORE)
     table_names = [sql_name(t.name, dialect) for t in infos]
     qualified, bare = [], set()
@@ -266,7 +270,7 @@ def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None) -
             qualified.append(f"{gbnf_literal(shown + '.')} cols-{n}")
             bare.update(columns)
     if not bare:
-        raise ValueError("a SQL grammar needs at least one column")
+        raise ConfigurationError("a SQL grammar needs at least one column with a name")
     comparisons = [
         'cmp expr', '" IS " ("NOT ")? "NULL"',
         f'(" NOT")? " IN (" (query | expr (", " expr){{0,{MAX_LIST - 1}}}) ")"',

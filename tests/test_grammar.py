@@ -89,7 +89,11 @@ def test_a_column_alias_is_any_word_sqlglot_reads_as_one() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True))
-@example("not").example("select").example("mod").example("no").example("selects")
+@example("not")
+@example("select")
+@example("mod")
+@example("no")
+@example("selects")
 def test_the_alias_rule_refuses_exactly_the_words_sqlglot_refuses(word: str) -> None:
     rules = gbnf.check(sql_grammar(SchemaSnapshot("duckdb", {"t": TableInfo("t", [
         Column("a", "INT")])})))

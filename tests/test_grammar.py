@@ -155,3 +155,22 @@ def test_random_schemas_give_grammars_that_load_and_name_them_exactly(snap: Sche
         column = sqlglot.parse_one(f"SELECT {shown} FROM x", read=snap.dialect).selects[0]
         assert isinstance(column, exp.Column)
         assert column.name in {c.name for t in usable.values() for c in t.columns}
+
+
+def test_a_query_over_one_table_names_only_that_tables_columns(
+        demo_snapshot: SchemaSnapshot) -> None:
+    text = sql_grammar(demo_snapshot)
+    rules = gbnf.check(text)
+    branch = next(r for r in rules if r.startswith("one-") and '"orders"' in text.split(
+        f"\n{r} ::= ")[1].split("\n")[0])
+    column = re.compile(gbnf.regex(rules, "column-" + branch.removeprefix("one-")))
+    for right in ("status", "orders.status", "o.customer_id", "t1.order_date"):
+        assert column.fullmatch(right), right
+    # order_items' and products' columns: the flat grammar admits them, the guard refuses them
+    for wrong in ("order_id", "unit_price", "orders.order_id", "o.cost"):
+        assert not column.fullmatch(wrong), wrong
+    # the schema-wide names are left to queries with a JOIN (or over a subquery)
+    assert ("ref", "join") in rules["multi"] and ("op", "{1,4}") in rules["multi"]
+    flat = gbnf.check(sql_grammar(demo_snapshot, scoped=False))
+    assert "multi" not in flat and not any(r.startswith("one-") for r in flat)
+    assert len(sql_grammar(demo_snapshot, ["orders"])) < len(text) / 3

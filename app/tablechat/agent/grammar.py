@@ -66,6 +66,7 @@ MAX_ALIAS = 30  # characters of a column alias
 MAX_STRING = 60  # characters of a string literal
 MAX_ITEMS = 6  # select items
 MAX_LIST = 20  # values in an IN list
+MAX_SCOPED_TABLES = 8  # up to this many tables, one-table queries name only their own columns
 
 # dialect -> [(function name, GBNF of its arguments)]; kept only where the guard allows the name
 _SCALAR = (
@@ -248,9 +249,13 @@ def _functions(dialect: str) -> list[str]:
     return calls
 
 
-def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None) -> str:
+def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None, *,
+                scoped: bool | None = None) -> str:
     """The GBNF grammar of one SELECT over ``tables`` of ``snapshot`` (default: all of them;
     unknown names are skipped, so a relevance pick that names none gives every table).
+
+    ``scoped`` (default: at most ``MAX_SCOPED_TABLES`` tables): a query that reads one table
+    names only that table's columns; it multiplies the expression rules by the tables.
 
     Raises :class:`ConfigurationError` for a snapshot with no named table or column (there is
     nothing to constrain to: send the question unconstrained)."""
@@ -295,7 +300,44 @@ def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None) -
     rules["table"] = _alternatives(table_names)
     rules["talias"] = _alternatives(_table_aliases(t.name for t in infos))
     rules.update(word_except("alias", _BAD_ALIASES))
+    if scoped is None:
+        scoped = len(infos) <= MAX_SCOPED_TABLES
+    if scoped:
+        _scope(rules, [(n, shown) for n, shown in enumerate(table_names, start=1)
+                       if f"cols-{n}" in rules])
     return "\n".join(f"{name} ::= {body}" for name, body in rules.items()) + "\n"
+
+
+# the rules that (through ``column``) name columns: copied once per table for its own branch
+_FAMILY = frozenset({
+    "items", "item", "lead", "where", "group", "having", "order", "oitem", "cond", "conj", "neg",
+    "pred", "ptail", "expr", "factor", "atom", "agg", "case", "cast", "call", "column"})
+_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|[a-zA-Z][a-zA-Z0-9-]*|.', re.S)
+
+
+def _renamed(body: str, suffix: str) -> str:
+    """``body`` with its references to the family's rules suffixed (literals left alone)."""
+    return "".join(t + suffix if t in _FAMILY else t for t in _TOKEN.findall(body))
+
+
+def _scope(rules: dict[str, str], tables: list[tuple[int, str]]) -> None:
+    """A branch per table for queries that read one table: there a column is one of that
+    table's own (``SELECT order_id FROM orders`` is out of the language, where the flat
+    grammar admits it and the guard refuses it). Queries with a JOIN, or over a subquery, keep
+    the whole schema's names (the grammar does not follow which tables a join brings)."""
+    branches = []
+    for n, shown in tables:
+        suffix = f"-{n}"
+        for name in _FAMILY:
+            rules[name + suffix] = _renamed(rules[name], suffix)
+        rules[f"column{suffix}"] = f'({gbnf_literal(shown + ".")} | talias ".")? cols-{n}'
+        rules[f"one{suffix}"] = (f'items{suffix} " FROM " {gbnf_literal(shown)} (" " talias)? '
+                                 f"where{suffix}? group{suffix}? having{suffix}? order{suffix}? "
+                                 "limit?")
+        branches.append(f"one{suffix}")
+    rules["query"] = f'"SELECT " ("DISTINCT ")? ({" | ".join([*branches, "multi"])})'
+    rules["multi"] = ('items " FROM " (source join{1,4} | "(" query ") " talias) '
+                      "where? group? having? order? limit?")
 
 
 # server dialect (the backend's kind) -> how a request carries a grammar

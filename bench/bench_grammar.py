@@ -67,16 +67,17 @@ def _judge(tc: Any, reply: str, gold_rows: list[tuple[Any, ...]], ordered: bool)
     return Outcome(correct=compare_results(gold_rows, result.rows, ordered=ordered).equal)
 
 
-def measure(limit: int = QUESTIONS) -> dict[str, list[Outcome]]:
-    """Ask the first ``limit`` demo questions with and without the grammar."""
+def measure(limit: int = QUESTIONS, modes: tuple[str, ...] = ("grammar", "none"),
+            log_name: str = "bench_grammar.jsonl") -> dict[str, list[Outcome]]:
+    """Ask the first ``limit`` demo questions with the grammar and without (``modes``)."""
     import tablechat
     from tablechat.agent.grammar import sql_grammar
     from tablechat.agent.sql_agent import sql_prompt
     from tablechat.eval.compare import has_top_level_order_by
     from tests.support.grammar_server import GrammarServer
 
-    log = Path(tempfile.gettempdir()) / "bench_grammar.jsonl"
-    outcomes: dict[str, list[Outcome]] = {"grammar": [], "none": []}
+    log = Path(tempfile.gettempdir()) / log_name
+    outcomes: dict[str, list[Outcome]] = {mode: [] for mode in ("grammar", "none")}
     with tablechat.connect(ROOT / "data" / "demo.duckdb") as tc, GrammarServer() as server, \
             log.open("w") as out:
         snapshot = tc.snapshot()
@@ -89,7 +90,7 @@ def measure(limit: int = QUESTIONS) -> dict[str, list[Outcome]]:
             })
             gold = tc.database.execute(q["gold_sql"], max_rows=tc.settings.max_rows).rows
             ordered = has_top_level_order_by(q["gold_sql"], snapshot.dialect)
-            for mode in ("grammar", "none"):
+            for mode in modes:
                 start = time.perf_counter()
                 reply = server.chat([{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS,
                                     grammar=grammar if mode == "grammar" else None)

@@ -15,8 +15,10 @@ avg, min, max) and a few scalar and date functions, each of them one the guard's
 Identifiers come only from the schema: table names, column names (bare, or qualified by their
 own table's name, or by a table alias), and table aliases from a small fixed set (``t1``..``t9``,
 a table's first letter or initials). A model constrained by it cannot name a column that does
-not exist; it can still name one of a table the query does not read (the grammar does not track
-scope), which the guard refuses and the repair loop feeds back. Names that need quoting are
+not exist. A query over one table names only that table's columns (one branch per table, up to
+``MAX_SCOPED_TABLES``); with a JOIN or over a subquery any column of the schema may appear (the
+grammar does not follow which tables a join brings), and the guard refuses one of a table the
+query does not read, as before. Names that need quoting are
 quoted in the dialect's way. Keywords are upper case and plain names lower case, so the two
 never share a prefix the sampler has to carry.
 
@@ -25,8 +27,9 @@ names of letters, digits and ``-``; one rule per line; ``"..."`` literals with `
 and ``\\xHH`` escapes; character classes; ``? * + {m,n}``. Lists and literals are bounded
 (``{0,n}``) so a rambling model reaches the end of a rule instead of the token limit.
 
-Its size grows with the number of tables and distinct columns (each name once, plus once per
-table for its qualified form): pass ``tables`` (the relevance step's choice) to keep it small.
+Its size grows with the tables: each column name once, once more in its table's list, and the
+expression rules once per table for the one-table branches (~17 KB for the 7-table demo, ~2.4 KB
+per table more; ~5 KB for one table): pass ``tables`` (the relevance step's choice).
 :func:`grammar_body` gives the request fields that carry it, per server dialect.
 """
 

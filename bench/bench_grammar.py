@@ -68,8 +68,9 @@ def _judge(tc: Any, reply: str, gold_rows: list[tuple[Any, ...]], ordered: bool)
 
 
 def measure(limit: int = QUESTIONS, modes: tuple[str, ...] = ("grammar", "none"),
-            log_name: str = "bench_grammar.jsonl") -> dict[str, list[Outcome]]:
-    """Ask the first ``limit`` demo questions with the grammar and without (``modes``)."""
+            log_name: str = "bench_grammar.jsonl", **sampling: Any) -> dict[str, list[Outcome]]:
+    """Ask the first ``limit`` demo questions with the grammar and without (``modes``);
+    ``sampling``: more request fields (e.g. llama.cpp's ``repeat_penalty``)."""
     import tablechat
     from tablechat.agent.grammar import sql_grammar
     from tablechat.agent.sql_agent import sql_prompt
@@ -93,7 +94,7 @@ def measure(limit: int = QUESTIONS, modes: tuple[str, ...] = ("grammar", "none")
             for mode in modes:
                 start = time.perf_counter()
                 reply = server.chat([{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS,
-                                    grammar=grammar if mode == "grammar" else None)
+                                    grammar=grammar if mode == "grammar" else None, **sampling)
                 outcome = _judge(tc, reply, gold, ordered)
                 outcome.seconds = time.perf_counter() - start
                 outcomes[mode].append(outcome)

@@ -2,7 +2,7 @@
 
 The grammar admits one SELECT of a subset every targeted database runs:
 
-    SELECT [DISTINCT] items FROM source [[LEFT|INNER] JOIN source ON cond]* [WHERE cond]
+    SELECT [DISTINCT] items FROM source [[LEFT|INNER] JOIN table ON cond]* [WHERE cond]
     [GROUP BY exprs] [HAVING cond] [ORDER BY expr [ASC|DESC], ...] [LIMIT n]
 
 where a source is a table (with an optional alias) or a subquery with an alias, and expressions
@@ -106,7 +106,9 @@ _CORE = {
     "item": 'lead (binop factor){0,3} (" AS " alias)?',
     "lead": "column | agg | call | case | cast",
     "source": 'table (" " talias)? | "(" query ") " talias',
-    "join": '" " ("LEFT " | "INNER ")? "JOIN " source " ON " cond',
+    # a join reads a table, not a subquery: SmolLM2 nested "LEFT JOIN (SELECT ... LEFT JOIN
+    # (SELECT ..." until the token limit
+    "join": '" " ("LEFT " | "INNER ")? "JOIN " table (" " talias)? " ON " cond',
     "where": '" WHERE " cond',
     "group": '" GROUP BY " expr (", " expr){0,5}',
     "having": '" HAVING " cond',

@@ -1,0 +1,176 @@
+"""The schema grammar (agent/grammar.py) without a model: what it names, how it quotes, that
+its text loads (checked by tests/support/gbnf.py as llama.cpp's parser reads GBNF), and the
+request body per server dialect. tests/test_grammar_llama.py runs it in llama.cpp itself."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import sqlglot
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from sqlglot import exp
+
+import tablechat
+from tablechat.agent.grammar import grammar_body, sql_grammar, sql_name
+from tablechat.errors import ConfigurationError
+from tablechat.sql.functions import allowed_names
+from tablechat.sql.schema import Column, SchemaSnapshot, TableInfo
+from tests.support import gbnf
+
+
+@pytest.fixture(scope="module")
+def demo_snapshot(demo_db: Path) -> SchemaSnapshot:
+    with tablechat.connect(demo_db) as tc:
+        return tc.snapshot()
+
+
+def _names(rules: dict[str, list[tuple[str, str]]]) -> tuple[set[str], set[str]]:
+    tables = gbnf.literals(rules, "table")
+    columns = set().union(*(gbnf.literals(rules, r) for r in rules if r.startswith("cols-")))
+    return tables, columns
+
+
+def test_identifiers_come_only_from_the_tables_given(demo_snapshot: SchemaSnapshot) -> None:
+    rules = gbnf.check(sql_grammar(demo_snapshot, ["customers", "regions"]))
+    tables, columns = _names(rules)
+    assert tables == {"customers", "regions"}
+    assert columns == gbnf.literals(rules, "bare") == {
+        c.name for t in ("customers", "regions") for c in demo_snapshot.tables[t].columns}
+    column = re.compile(gbnf.regex(rules, "column"))
+    assert column.fullmatch("customers.segment")
+    assert column.fullmatch("t1.name") and column.fullmatch("c.region_id")
+    assert column.fullmatch("regions.name")
+    # a column of another table, a column the schema lacks, a table not given: none of them
+    for wrong in ("customers.cost", "customer_name", "orders.id", "t1.total", "regions.email"):
+        assert not column.fullmatch(wrong), wrong
+
+
+def test_every_table_without_a_subset(demo_snapshot: SchemaSnapshot) -> None:
+    rules = gbnf.check(sql_grammar(demo_snapshot))
+    tables, columns = _names(rules)
+    assert tables == set(demo_snapshot.tables)
+    assert columns == {c.name for t in demo_snapshot.tables.values() for c in t.columns}
+    # a relevance pick that names no known table falls back to all of them
+    assert sql_grammar(demo_snapshot, ["nope"]) == sql_grammar(demo_snapshot)
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres", "sqlite"])
+def test_every_function_it_admits_is_one_the_guard_allows(demo_snapshot: SchemaSnapshot,
+                                                          dialect: str) -> None:
+    snap = SchemaSnapshot(dialect, demo_snapshot.tables)
+    rules = gbnf.check(sql_grammar(snap))
+    calls = {lit[:-1] for r in ("call", "agg", "cast") for lit in gbnf.literals(rules, r)
+             if len(lit) > 1 and lit.endswith("(")}
+    calls |= {"count", "sum", "avg", "min", "max"}
+    assert calls - {"CAST"} <= allowed_names(dialect)
+    assert "strftime" in calls if dialect != "postgres" else "to_char" in calls
+
+
+def test_names_that_need_it_are_quoted_as_the_dialect_quotes() -> None:
+    assert sql_name("name") == "name"
+    assert sql_name("order") == '"order"'  # reserved
+    assert sql_name("Name") == '"Name"'  # Postgres would fold it
+    assert sql_name('a "b"') == '"a ""b"""'
+    assert sql_name("x y", "mysql") == "`x y`"
+
+
+def test_a_column_alias_is_any_word_sqlglot_reads_as_one() -> None:
+    rules = gbnf.check(sql_grammar(SchemaSnapshot("duckdb", {"t": TableInfo("t", [
+        Column("a", "INT")])})))
+    alias = re.compile(gbnf.regex(rules, "alias"))
+    for word in ("total", "n", "no", "nots", "selected", "mo", "order", "count", "_x1"):
+        assert alias.fullmatch(word), word
+    for word in ("not", "select", "mod", "1x", "a" * 32, "Total"):
+        assert not alias.fullmatch(word), word
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True))
+@example("not")
+@example("select")
+@example("mod")
+@example("no")
+@example("selects")
+def test_the_alias_rule_refuses_exactly_the_words_sqlglot_refuses(word: str) -> None:
+    rules = gbnf.check(sql_grammar(SchemaSnapshot("duckdb", {"t": TableInfo("t", [
+        Column("a", "INT")])})))
+    admitted = re.fullmatch(gbnf.regex(rules, "alias"), word) is not None
+    assert admitted == (word not in {"not", "select", "mod"})
+    if admitted:
+        tree = sqlglot.parse_one(f"SELECT count(*) AS {word} FROM t", read="duckdb")
+        assert tree.selects[0].alias == word
+
+
+def test_the_request_body_per_server_dialect() -> None:
+    g = 'root ::= "SELECT 1"'
+    assert grammar_body("vllm", g) == {"structured_outputs": {"grammar": g}}
+    assert grammar_body("llamacpp", g) == {"grammar": g}
+    assert grammar_body("embedded", g) == {"grammar": g}
+    assert grammar_body("openai", g) == {}
+
+
+# -- random schemas ------------------------------------------------------------------------------
+# odd names: spaces, quotes, backslashes, reserved words, upper case, digits first, unicode,
+# control characters; many columns
+_ODD = st.one_of(
+    st.sampled_from(["order", "select", "Name", "a b", 'q"q', "back\\slash", "1st", "naïve",
+                     "tab\there", "new\nline", "名前", "x'y", "", "count", "date"]),
+    st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12),
+)
+
+
+@st.composite
+def schemas(draw: st.DrawFn) -> SchemaSnapshot:
+    tables = {}
+    for n in range(draw(st.integers(1, 4))):
+        name = draw(_ODD) or f"t{n}"
+        cols = draw(st.lists(_ODD, min_size=1, max_size=60, unique=True))
+        tables[name] = TableInfo(name, [Column(c, "INTEGER") for c in cols])
+    return SchemaSnapshot(draw(st.sampled_from(["duckdb", "postgres", "sqlite"])), tables)
+
+
+def _shown(name: str, dialect: str) -> str:
+    return sql_name(name, dialect)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schemas())
+def test_random_schemas_give_grammars_that_load_and_name_them_exactly(snap: SchemaSnapshot
+                                                                      ) -> None:
+    usable = {n: t for n, t in snap.tables.items() if n}
+    if not any(c.name for t in usable.values() for c in t.columns):
+        with pytest.raises(ConfigurationError):
+            sql_grammar(snap)
+        return
+    rules = gbnf.check(sql_grammar(snap))
+    tables, columns = _names(rules)
+    assert tables == {_shown(n, snap.dialect) for n in usable}
+    assert columns == {_shown(c.name, snap.dialect) for t in usable.values()
+                       for c in t.columns if c.name}
+    # each name as the grammar writes it reads back, in the dialect, as exactly that name
+    for shown in columns:
+        column = sqlglot.parse_one(f"SELECT {shown} FROM x", read=snap.dialect).selects[0]
+        assert isinstance(column, exp.Column)
+        assert column.name in {c.name for t in usable.values() for c in t.columns}
+
+
+def test_a_query_over_one_table_names_only_that_tables_columns(
+        demo_snapshot: SchemaSnapshot) -> None:
+    text = sql_grammar(demo_snapshot)
+    rules = gbnf.check(text)
+    branch = next(r for r in rules if r.startswith("one-") and '"orders"' in text.split(
+        f"\n{r} ::= ")[1].split("\n")[0])
+    column = re.compile(gbnf.regex(rules, "column-" + branch.removeprefix("one-")))
+    for right in ("status", "orders.status", "o.customer_id", "t1.order_date"):
+        assert column.fullmatch(right), right
+    # order_items' and products' columns: the flat grammar admits them, the guard refuses them
+    for wrong in ("order_id", "unit_price", "orders.order_id", "o.cost"):
+        assert not column.fullmatch(wrong), wrong
+    # the schema-wide names are left to queries with a JOIN (or over a subquery)
+    assert ("ref", "join") in rules["multi"] and ("op", "{1,4}") in rules["multi"]
+    flat = gbnf.check(sql_grammar(demo_snapshot, scoped=False))
+    assert "multi" not in flat and not any(r.startswith("one-") for r in flat)
+    assert len(sql_grammar(demo_snapshot, ["orders"])) < len(text) / 3

@@ -121,7 +121,7 @@ def test_the_schema_grammar_allows_only_known_names(small_db: Path, client: LLMC
     import sqlglot
     from sqlglot.tokens import TokenType
 
-    from tablechat.agent.grammar import FUNCTIONS, sql_grammar
+    from tablechat.agent.grammar import _functions, sql_grammar
 
     with tablechat.connect(small_db) as tc:
         snapshot = tc.snapshot()
@@ -133,7 +133,7 @@ def test_the_schema_grammar_allows_only_known_names(small_db: Path, client: LLMC
     # every identifier is a known table or column, a function, an alias after AS, or a
     # one- or two-letter table alias (tokens, so a reply cut at the limit is checked too)
     tokens = sqlglot.tokenize(reply, read="duckdb")
-    known = {"items", "id", "name", "price", *FUNCTIONS}
+    known = {"items", "id", "name", "price", *_functions("duckdb")}
     after_as = {b.text for a, b in itertools.pairwise(tokens)
                 if a.token_type == TokenType.ALIAS}
     names = {t.text for t in tokens if t.token_type == TokenType.VAR}

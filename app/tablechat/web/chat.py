@@ -202,6 +202,7 @@ async def ask(
         elif isinstance(event, ev.SQL):
             turn["sql"] = event.sql
             source = event.source or event.sql
+            turn["source"] = source  # feedback keeps the query as written (feedback_ui.py)
             # what the person sees is the query as written: never the guard's LIMIT cap + 1
             turn["shown_sql"] = pretty_sql(source, dialect)
             turn["work"] = card.work(turn["shown_sql"], None, units)

@@ -117,7 +117,9 @@ def test_a_vote_is_stored_with_its_answer_and_conversation(
     assert up.sql is not None and up.sql.startswith(REVENUE_SQL)
     assert up.session == f"ui-{client.session_hash}" and up.principal is None
     assert up.context == [] and up.prompt_version
-    assert any(e.feedback_id == up.id and e.source == "vote" for e in store.examples())
+    example = next(e for e in store.examples() if e.feedback_id == up.id)
+    assert example.source == "vote"
+    assert "1001" not in example.sql  # the query as written, not the guard's capped one
 
     # a follow-up, voted down on its text bubble (5): kept with the conversation before it
     client.predict("Only Europe", api_name="/ask")

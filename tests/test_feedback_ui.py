@@ -274,7 +274,7 @@ def test_a_click_on_thumbs_up_and_a_saved_correction_are_stored(demo_db: Path, s
     save it; the store holds both with the user name (never the password)."""
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_browser import ARGS, CHROMIUM, TIMEOUT, ask, open_page
+    from tests.test_browser import ARGS, CHROMIUM, TIMEOUT, ask
 
     tc = tablechat.connect(demo_db, llm=ScriptedChatModel(), store=store_url,
                            auth="ana:pw-ana-secret")
@@ -284,14 +284,25 @@ def test_a_click_on_thumbs_up_and_a_saved_correction_are_stored(demo_db: Path, s
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page, outside = open_page(browser, live.url)
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            outside: list[str] = []
+
+            def only_here(route: Any) -> None:  # the page may reach nothing else
+                if route.request.url.startswith((live.url, "data:", "blob:")):
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort()
+
+            context.route("**/*", only_here)
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT)
+            page.goto(live.url + "/")
             page.get_by_label("username").fill("ana")
             page.get_by_label("password").fill("pw-ana-secret")
             page.get_by_role("button", name="Login").click()
             page.wait_for_selector("#tc-question textarea")
-            ask(page, "Which regions?")
-            expect(page.locator("#tc-chat")).to_contain_text("There are five regions.",
-                                                             timeout=TIMEOUT)
+            ask(page, "Which regions?", "There are five regions.")
             page.locator("#tc-chat").get_by_label("Like", exact=True).first.click()
             notice = page.locator("#tc-feedback-notice")
             expect(notice).to_contain_text("Thanks: your 👍 on “Which regions?” is recorded.")

@@ -200,6 +200,12 @@ class SQLGuard:
             except SqlglotError as exc:  # tokenizer errors and the like
                 # one line: sqlglot's tokenizer error quotes the SQL, newlines and all
                 raise InvalidSQLError(f"cannot parse SQL: {_one_line(exc)}", sql=text) from exc
+            except (TypeError, ValueError, AttributeError, IndexError, KeyError):
+                # sqlglot's compiled parser fails this way on some malformed input (the fuzz
+                # test: '0?SELECT …' in a repair dialect): unparsable, never an internal error
+                if i == 0:
+                    raise InvalidSQLError("cannot parse SQL", sql=text) from None
+                continue
             if len(statements) != 1:
                 raise UnsafeSQLError(
                     f"exactly one statement is allowed, found {len(statements)}", sql=text

@@ -22,7 +22,7 @@ from typing import Any
 from .harness import QuestionResult
 
 GRID = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05 ... 1.0
-DEFAULT_TARGET = 0.95
+DEFAULT_TARGET = 0.97
 
 
 @dataclass(slots=True)

@@ -34,7 +34,7 @@ from .reply import answer_text, chat_text, decline_text, examples
 from .resolve import Resolver
 
 log = logging.getLogger(__name__)
-THRESHOLD = 0.55
+THRESHOLD = 0.65
 HISTORY_QUESTIONS = 4
 SIGNAL_KWS = frozenset({"count", "cmp", "between", "cmpprop", "group", "order", "top"})
 

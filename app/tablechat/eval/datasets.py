@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import uuid
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from typing import Any
 
 import duckdb
 
+from .._jsonl import records
 from .compare import derive_kind
 
 QUESTIONS_FILE = "questions.jsonl"
@@ -122,20 +122,7 @@ def _kind_of(gold: str) -> str:
 def read_questions(path: Path, *, prefix: str) -> list[Question]:
     """Parse a questions JSONL file; a bad line raises DatasetError naming its line number."""
     questions: list[Question] = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from exc
-        if not isinstance(record, dict):
-            raise DatasetError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    for number, where, record in records(path, DatasetError):
         available = record.get("db_available", True) is not False
         gold = record.get("gold_sql")
         if gold is None:  # allowed (no database to run it on): reported, never scored

@@ -4,9 +4,9 @@ an optional ``"database"`` (or ``"db_id"``, as in eval datasets; ``"gold_sql"`` 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from .._jsonl import records
 from ..store import Example, FeedbackError
 
 MAX_FIELD_CHARS = 20_000
@@ -16,22 +16,8 @@ def read_examples(path: str | Path, *, database: str | None = None, source: str 
                   verified_by: str | None = None) -> list[Example]:
     """The examples in ``path``; a record without a database gets ``database``. Raises
     :class:`FeedbackError` naming the first bad line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FeedbackError(f"cannot read {path}: {exc}") from None
     examples = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise FeedbackError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise FeedbackError(f"{where}: expected a JSON object")
+    for _, where, record in records(Path(path), FeedbackError):
         question = record.get("question")
         sql = record.get("sql", record.get("gold_sql"))
         db = record.get("database", record.get("db_id", database))

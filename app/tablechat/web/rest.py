@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent, format_sse_event
 from starlette.datastructures import UploadFile
 
 from .. import _loop
@@ -34,6 +35,7 @@ from .limits import BodyTooLargeError
 from .metrics import Metrics
 from .sessions import ApiSessions, SessionError
 
+# what FastAPI's own SSE routes send: no caching, and no buffering in nginx
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 UPLOAD_FIELDS = 4  # a file and a session; a few spare for clients that add their own
 
@@ -131,8 +133,30 @@ def outward(event: ev.Event, llm_url: str | None = None) -> ev.Event:
     return event
 
 
-def sse(event: ev.Event) -> str:
-    return f"event: {event.kind}\ndata: {dumps(event.to_dict())}\n\n"
+def sse(event: ev.Event) -> ServerSentEvent:
+    """One typed event as a Server-Sent Event: ``event: <kind>``, ``data: <json>``."""
+    return ServerSentEvent(event=event.kind, raw_data=dumps(event.to_dict()))
+
+
+def sse_response(items: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+    """``items`` as a ``text/event-stream`` response, written by FastAPI's SSE encoder.
+
+    The routes return it rather than being FastAPI generator routes
+    (``response_class=EventSourceResponse`` with ``yield``): each decides per request whether
+    to stream (``Accept``, ``"stream": true``) or answer with JSON, and refuses bad input with
+    a JSON 400 before any event, which a generator route cannot do."""
+    async def wire() -> AsyncIterator[bytes]:
+        async for item in items:
+            yield format_sse_event(data_str=item.raw_data, event=item.event, id=item.id,
+                                   retry=item.retry, comment=item.comment)
+
+    return EventSourceResponse(wire(), headers=SSE_HEADERS)
+
+
+def stream_doc(what: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI page's word that a route's 200 may also be an event stream."""
+    return {200: {"description": what, "content": {"text/event-stream": {"schema": {
+        "type": "string", "description": "Server-Sent Events (event: and data: lines)"}}}}}
 
 
 def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
@@ -157,7 +181,9 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
     def prometheus() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(), media_type=Metrics.CONTENT_TYPE)
 
-    @router.post("/api/ask", response_model=None)
+    @router.post("/api/ask", response_model=None, responses=stream_doc(
+        "The answer as JSON, or with Accept: text/event-stream (or \"stream\": true) its "
+        "typed events (status, sql, table, chart, token, answer, error, done)."))
     async def ask(request: Request) -> Response:
         """Answer a question: the ``ask --json`` shape, or with ``Accept: text/event-stream``
         the typed events as Server-Sent Events (``event: <kind>``, ``data: <json>``)."""
@@ -176,12 +202,11 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
             metrics.bad_request("api")
             return error(400, str(exc), type(exc).__name__)
         if wants_sse:
-            async def events() -> AsyncIterator[str]:
+            async def events() -> AsyncIterator[ServerSentEvent]:
                 async for event in stream:
                     yield sse(event)
 
-            return StreamingResponse(events(), media_type="text/event-stream",
-                                     headers=SSE_HEADERS)
+            return sse_response(events())
         answer = Answer(question=body.question or "")
         async for event in stream:
             answer.apply(event)

@@ -32,7 +32,7 @@ from ..answer import Answer, Usage
 from ..core import TableChat
 from ..errors import BadQuestionError
 from ..redact import scrub
-from .auth import principal_of
+from .auth import API_AUTH, principal_of
 from .bodies import BadBodyError, ChatBody, validate
 from .metrics import Metrics
 from .rest import dumps, jsonable, open_stream, read_json, sse_response, stream_doc
@@ -134,7 +134,7 @@ def openai_router(tc: TableChat, metrics: Metrics, sessions: ApiSessions) -> API
     """``/v1/models`` and ``/v1/chat/completions``. The request's ``user``, when it is an
     API session of the caller (``POST /api/sessions``), is the session; any other ``user``
     (OpenAI clients send end-user ids there) is no session."""
-    router = APIRouter()
+    router = APIRouter(dependencies=API_AUTH)
     created = int(time.time())
 
     @router.get("/v1/models")

@@ -27,7 +27,7 @@ from ..answer import Answer, Usage
 from ..core import TableChat
 from ..errors import BadQuestionError, UploadError
 from ..redact import redact_url, scrub
-from .auth import principal_of
+from .auth import API_AUTH, principal_of
 from .bodies import MAX_SESSION_CHARS, AskBody, BadBodyError, parse_json, validate
 from .browse import columns_frame, tables_frame
 from .health import HealthView
@@ -171,17 +171,17 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
         # restart mends neither a database nor an LLM outage (deploy/k8s/app.yaml)
         return JSONResponse(await health.summary())
 
-    @router.get("/api/health")
+    @router.get("/api/health", dependencies=API_AUTH)
     async def health_detail() -> JSONResponse:
         """The last check in detail (behind auth when auth is on): database, LLM server (its
         URL without credentials), models, errors."""
         return JSONResponse(jsonable(await health.detail()))
 
-    @router.get("/metrics")
+    @router.get("/metrics", dependencies=API_AUTH)
     def prometheus() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(), media_type=Metrics.CONTENT_TYPE)
 
-    @router.post("/api/ask", response_model=None, responses=stream_doc(
+    @router.post("/api/ask", response_model=None, dependencies=API_AUTH, responses=stream_doc(
         "The answer as JSON, or with Accept: text/event-stream (or \"stream\": true) its "
         "typed events (status, sql, table, chart, token, answer, error, done)."))
     async def ask(request: Request) -> Response:
@@ -216,7 +216,8 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
                          "completion_tokens": usage.completion_tokens}
         return JSONResponse(jsonable(data))
 
-    @router.post("/api/sessions", status_code=201, response_model=None)
+    @router.post("/api/sessions", status_code=201, response_model=None,
+                 dependencies=API_AUTH)
     def new_session(request: Request) -> Response:
         """A new API session: its id (unguessable, bound to the caller) names it in
         ``/api/ask``, ``/api/upload``, ``/api/schema`` and ``DELETE /api/sessions/{id}``."""
@@ -227,7 +228,7 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
         return JSONResponse({"session": sid, "idle_minutes": tc.settings.session_idle_minutes},
                             status_code=201)
 
-    @router.post("/api/upload", response_model=None)
+    @router.post("/api/upload", response_model=None, dependencies=API_AUTH)
     async def upload(request: Request) -> Response:
         """Upload a CSV, Parquet or JSON file (multipart field ``file``) as a table of one API
         session (field ``session``; without it, a new session is created and returned)."""
@@ -277,7 +278,8 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
             "columns": [{"name": c.name, "type": c.type} for c in info.columns],
         })
 
-    @router.delete("/api/sessions/{session}", status_code=204, response_model=None)
+    @router.delete("/api/sessions/{session}", status_code=204, response_model=None,
+                   dependencies=API_AUTH)
     def end_session(request: Request, session: str) -> Response:
         """End an API session now: its uploads are dropped."""
         try:
@@ -286,7 +288,7 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
             return refuse(exc)
         return Response(status_code=204)
 
-    @router.get("/api/schema", response_model=None)
+    @router.get("/api/schema", response_model=None, dependencies=API_AUTH)
     def schema(request: Request, session: str | None = None) -> Response:
         """Tables and columns (with descriptions and sample values) the session can query."""
         try:

@@ -54,8 +54,11 @@ def prepare_multiprocess(directory: Path) -> None:
 
 def process_exited(pid: int) -> None:
     """A worker ended: its in-flight questions stop counting (its counters and histograms
-    stay in the sums, as a Prometheus counter must never go down)."""
-    multiprocess.mark_process_dead(pid)
+    stay in the sums, as a Prometheus counter must never go down). Nothing to do in one
+    process (``PROMETHEUS_MULTIPROC_DIR`` unset)."""
+    directory = multiprocess_dir()
+    if directory is not None:
+        multiprocess.mark_process_dead(pid, directory)
 
 
 def multiprocess_dir() -> str | None:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.sse import ServerSentEvent
+from fastapi.sse import format_sse_event
 from openai.types import CompletionUsage, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
 from openai.types.chat.chat_completion import Choice
@@ -188,9 +188,9 @@ def openai_router(tc: TableChat, metrics: Metrics, sessions: ApiSessions) -> API
 
 
 async def _chunks(stream: AsyncIterator[ev.Event], question: str, usage: Usage, cid: str,
-                  now: int, model: str, include_usage: bool) -> AsyncIterator[ServerSentEvent]:
+                  now: int, model: str, include_usage: bool) -> AsyncIterator[bytes]:
     def chunk(delta: ChoiceDelta, finish: Literal["stop"] | None = None, *,
-              last_usage: Usage | None = None) -> ServerSentEvent:
+              last_usage: Usage | None = None) -> bytes:
         choices = [] if last_usage is not None else [ChunkChoice(
             index=0, delta=delta, finish_reason=finish, logprobs=None)]
         data = ChatCompletionChunk(id=cid, object="chat.completion.chunk", created=now,
@@ -199,7 +199,7 @@ async def _chunks(stream: AsyncIterator[ev.Event], question: str, usage: Usage, 
             # OpenAI's usage: null on every chunk but the last, which has no choice (an
             # assignment marks the field set, so exclude_unset keeps the null)
             data.usage = _usage(last_usage) if last_usage is not None else None
-        return ServerSentEvent(raw_data=dumps(_wire(data)))
+        return format_sse_event(data_str=dumps(_wire(data)))
 
     answer = Answer(question=question)
     streamed = False
@@ -218,4 +218,4 @@ async def _chunks(stream: AsyncIterator[ev.Event], question: str, usage: Usage, 
     yield chunk(ChoiceDelta(), "stop")
     if include_usage:
         yield chunk(ChoiceDelta(), last_usage=usage)
-    yield ServerSentEvent(raw_data="[DONE]")
+    yield format_sse_event(data_str="[DONE]")

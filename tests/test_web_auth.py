@@ -161,3 +161,37 @@ def test_malformed_auth_settings_are_configuration_errors(auth: str) -> None:
 
 def test_no_auth_means_open(demo_db: Path) -> None:
     assert not AuthConfig.from_settings(tablechat.Settings()).enabled
+
+
+def test_openapi_page_declares_the_api_credentials(server: LiveServer) -> None:
+    """FastAPI's security schemes on every API route, so /api/docs can authorize; /healthz
+    needs none."""
+    spec = httpx.get(f"{server.url}/api/openapi.json", headers=BEARER, timeout=30).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert {name: (s["type"], s["scheme"]) for name, s in schemes.items()} == {
+        "apiKey": ("http", "bearer"), "user": ("http", "basic")}
+    for method, path, _ in ROUTES:
+        if path in ("/api/docs", "/api/openapi.json"):
+            continue  # FastAPI's own pages: not operations of the spec
+        route = path.replace("/api/sessions/s", "/api/sessions/{session}")
+        operation = spec["paths"][route][method.lower()]
+        assert {"apiKey": []} in operation["security"] and {"user": []} in operation["security"]
+    assert "security" not in spec["paths"]["/healthz"]["get"]
+
+
+def test_api_routes_without_the_middleware_refuse_everyone(demo_db: Path) -> None:
+    """Served without AuthMiddleware (a mistake when wiring the app), the API routes fail
+    closed rather than open."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from tablechat.web.metrics import Metrics
+    from tablechat.web.openai_api import openai_router
+    from tablechat.web.sessions import ApiSessions
+
+    tc = tablechat.connect(demo_db, llm=ScriptedChatModel())
+    app = FastAPI()
+    app.include_router(openai_router(tc, Metrics(), ApiSessions(tc, idle_seconds=60,
+                                                                max_sessions=10)))
+    with TestClient(app) as client:
+        assert client.get("/v1/models", headers=BEARER).status_code == 401

@@ -83,7 +83,7 @@ def test_in_flight_questions_finish_on_shutdown(demo_db: Path) -> None:
                                json={"question": "How many customers are there?"}, timeout=60)
                    for _ in range(4)]
         deadline = time.monotonic() + 10
-        while server.metrics.registry.value("tablechat_questions_in_flight") < 4:
+        while server.metrics.value("tablechat_questions_in_flight") < 4:
             assert time.monotonic() < deadline, "the questions never started"
             time.sleep(0.01)
         server.stop()

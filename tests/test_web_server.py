@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionChunk
 
 import tablechat
 from tests.test_web_support import LiveServer, ScriptedChatModel
@@ -194,6 +195,41 @@ def test_openai_history_carries_the_sql_of_earlier_answers(client: openai.OpenAI
     ])
     content = follow.choices[0].message.content or ""
     assert "WHERE r.name = 'Europe'" in content and "North America" not in content
+
+
+def test_openai_replies_hold_what_openai_replies_hold(client: openai.OpenAI,
+                                                      http: httpx.Client) -> None:
+    """The replies are the SDK's own types: the official client parses them, and they carry
+    the fields OpenAI's replies carry (a message's ``refusal`` and ``annotations``)."""
+    messages: Any = [{"role": "user", "content": "How many customers are there?"}]
+    raw = client.chat.completions.with_raw_response.create(model="tablechat", messages=messages)
+    reply = raw.parse()
+    message = raw.http_response.json()["choices"][0]["message"]
+    assert message["refusal"] is None and message["annotations"] == []
+    assert reply.usage is not None and reply.usage.total_tokens == (
+        reply.usage.prompt_tokens + reply.usage.completion_tokens)
+    assert reply.model_extra and reply.model_extra["tablechat"]["rows"] == [[5000]]
+
+    with http.stream("POST", "/v1/chat/completions", json={
+            "model": "tablechat", "messages": messages, "stream": True}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["cache-control"] == "no-cache"
+        blocks = "".join(r.iter_text()).split("\n\n")
+    assert blocks[-2:] == ["data: [DONE]", ""]
+    chunks = [ChatCompletionChunk.model_validate_json(b.removeprefix("data: "))
+              for b in blocks[:-2]]
+    first = json.loads(blocks[0].removeprefix("data: "))["choices"][0]["delta"]
+    assert first == {"role": "assistant", "content": "", "refusal": None}
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == \
+        reply.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_openapi_page_says_which_routes_stream(http: httpx.Client) -> None:
+    paths = http.get("/api/openapi.json").json()["paths"]
+    for path in ("/api/ask", "/v1/chat/completions"):
+        content = paths[path]["post"]["responses"]["200"]["content"]
+        assert {"application/json", "text/event-stream"} <= set(content), path
 
 
 @pytest.mark.parametrize("messages", [

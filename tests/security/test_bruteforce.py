@@ -90,7 +90,7 @@ def test_wrong_bearer_tokens_are_limited_per_address(server: LiveServer,
         clock[0] += wait
         assert attacker.get("/api/schema", headers={"Authorization": f"Bearer {KEY}"}
                             ).status_code == 200
-        refusals = server.metrics.registry
+        refusals = server.metrics
         assert refusals.value("tablechat_auth_refusals_total", reason="limited") >= 4
         assert refusals.value("tablechat_auth_refusals_total", reason="wrong") >= LIMIT
 

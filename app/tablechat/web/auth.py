@@ -7,8 +7,10 @@
   user name a login, and a leaked key a UI session.
 
 When either is set, every route except ``/healthz`` (and the login page with its static
-assets) answers 401 without credentials. Gradio checks its own cookie on most of its routes;
-this middleware also closes the ones it leaves open (streams, cancel, heartbeat, ...).
+assets) answers 401 without credentials. One ASGI middleware (:class:`AuthMiddleware`)
+decides for every route, the reason being in its docstring; the API routes also declare
+FastAPI's security schemes (:func:`api_caller`), so the OpenAPI page documents them and a
+route served without the middleware refuses everyone.
 
 Failed logins and failed API credentials count against the client's address and the user name
 (``TABLECHAT_AUTH_MAX_FAILURES`` per ``TABLECHAT_AUTH_FAILURE_WINDOW`` seconds); past that the
@@ -27,8 +29,17 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import HTTPException, Security
+from fastapi.params import Depends
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import Request
 
 from ..config import Settings
@@ -99,8 +110,7 @@ class AuthConfig:
 
     def principal(self, authorization: str) -> str | None:
         """Who an Authorization header names (hashed key or user name), or None."""
-        scheme, _, value = authorization.strip().partition(" ")
-        value = value.strip()
+        scheme, value = get_authorization_scheme_param(authorization.strip())
         if scheme.lower() == "bearer" and value:
             if self.key_matches(value):
                 return "key-" + _digest(value).hex()[:12]
@@ -112,7 +122,11 @@ class AuthConfig:
 
 
 def basic_credentials(value: str) -> tuple[str | None, str]:
-    """(user, password) of HTTP Basic credentials; (None, "") when they do not decode."""
+    """(user, password) of HTTP Basic credentials; (None, "") when they do not decode.
+
+    Not FastAPI's ``HTTPBasic``: it decodes ASCII only, so a TABLECHAT_AUTH password with
+    any other letter could never log in over the API (RFC 7617 sends UTF-8), and it accepts
+    characters outside base64."""
     try:
         user, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -122,8 +136,8 @@ def basic_credentials(value: str) -> tuple[str | None, str]:
 
 def claimed_user(authorization: str) -> str | None:
     """The user name an Authorization header claims (Basic only), right or wrong."""
-    scheme, _, value = authorization.strip().partition(" ")
-    return basic_credentials(value.strip())[0] if scheme.lower() == "basic" else None
+    scheme, value = get_authorization_scheme_param(authorization.strip())
+    return basic_credentials(value)[0] if scheme.lower() == "basic" else None
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -132,7 +146,16 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 class AuthMiddleware:
     """ASGI middleware in front of everything (SSE-safe: it never touches response bodies).
-    Failed credentials count in ``limiter``; the login form's outcome too."""
+    Failed credentials count in ``limiter``; the login form's outcome too.
+
+    Why a middleware and not only FastAPI's security dependencies (``api_caller``): a
+    dependency runs for the routes FastAPI itself serves, after the middlewares. It never runs
+    for the Gradio app mounted at ``/`` (config, queue, upload, file, cancel, heartbeat and
+    the websocket: Gradio checks its login cookie on some of these and leaves others open),
+    nor for FastAPI's own ``/api/docs`` and ``/api/openapi.json``; and the body-size limit
+    would read an anonymous caller's body before it. So this is the one place that decides,
+    for every path; the Gradio-specific part is the login cookie (``gradio_user``) and the
+    login form (limited like API credentials)."""
 
     def __init__(self, app: ASGIApp, auth: AuthConfig,
                  gradio_user: Callable[[dict[str, str]], str | None],
@@ -283,6 +306,45 @@ async def _refuse(scope: Scope, send: Any, path: str) -> None:
     if "detail" in body:
         body = {"detail": "Not authenticated"}
     await send_json(send, 401, body, [(b"www-authenticate", b'Bearer realm="tablechat"')])
+
+
+class _Basic(HTTPBasic):
+    """FastAPI's HTTP Basic scheme, declared for the OpenAPI page. It refuses nothing itself
+    (``HTTPBasic`` answers 401 to a malformed header even with ``auto_error=False``, also when
+    auth is off): the middleware has checked the credentials already."""
+
+    async def __call__(self, request: Request) -> HTTPBasicCredentials | None:  # type: ignore[override]
+        try:
+            return await super().__call__(request)
+        except HTTPException:
+            return None
+
+
+API_KEY_SCHEME = HTTPBearer(
+    auto_error=False, scheme_name="apiKey",
+    description="Authorization: Bearer <one of TABLECHAT_API_KEYS>")
+USER_SCHEME = _Basic(
+    auto_error=False, scheme_name="user", realm="tablechat",
+    description="HTTP Basic with a user:password pair of TABLECHAT_AUTH")
+
+
+async def api_caller(
+    request: Request,
+    _key: Annotated[HTTPAuthorizationCredentials | None, Security(API_KEY_SCHEME)],
+    _user: Annotated[HTTPBasicCredentials | None, Security(USER_SCHEME)],
+) -> str:
+    """The caller of an API route, as :class:`AuthMiddleware` recognised them. Declares the
+    API's credentials (bearer key, HTTP Basic) to OpenAPI; refuses every request the
+    middleware has not seen, so a router served without it fails closed."""
+    state = request.scope.get("state") or {}
+    if PRINCIPAL_KEY not in state:
+        raise HTTPException(401, "authentication required",
+                            headers={"WWW-Authenticate": 'Bearer realm="tablechat"'})
+    return str(state[PRINCIPAL_KEY])
+
+
+# ``dependencies=`` of every API route (not /healthz, which is open to all)
+API_AUTH: list[Depends] = [Security(api_caller)]
 
 
 def principal_of(scope: Scope) -> str:

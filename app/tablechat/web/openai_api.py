@@ -4,6 +4,10 @@ Any OpenAI client can ask the database. The last user message is the question, e
 messages the history (SQL in an assistant's ```sql block is read back as that turn's SQL).
 The reply's content holds the answer sentence, the SQL and a Markdown table; the full result
 is also in the non-standard ``tablechat`` field of a non-streamed reply.
+
+Replies are the openai SDK's own types (``ChatCompletion``, ``ChatCompletionChunk``,
+``Model``), dumped with the fields set here (``exclude_unset``), so they hold what the SDK
+parses and what OpenAI's replies hold (``refusal``, ``annotations``) and nothing misspelt.
 """
 
 from __future__ import annotations
@@ -12,20 +16,26 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.sse import format_sse_event
+from openai.types import CompletionUsage, Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
+from openai.types.chat.chat_completion import Choice
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
 
 from .. import events as ev
 from ..answer import Answer, Usage
 from ..core import TableChat
 from ..errors import BadQuestionError
 from ..redact import scrub
-from .auth import principal_of
+from .auth import API_AUTH, principal_of
 from .bodies import BadBodyError, ChatBody, validate
 from .metrics import Metrics
-from .rest import SSE_HEADERS, dumps, jsonable, open_stream, read_json
+from .rest import dumps, jsonable, open_stream, read_json, sse_response, stream_doc
 from .sessions import ApiSessions, SessionError
 
 MODEL_ID = "tablechat"
@@ -109,25 +119,33 @@ def content_of(answer: Answer) -> str:
     return "\n\n".join(p for p in (answer.text.strip(), details(answer)) if p)
 
 
-def _usage(usage: Usage) -> dict[str, int]:
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+def _usage(usage: Usage) -> CompletionUsage:
+    return CompletionUsage(prompt_tokens=usage.prompt_tokens,
+                           completion_tokens=usage.completion_tokens,
+                           total_tokens=usage.prompt_tokens + usage.completion_tokens)
+
+
+def _wire(reply: ChatCompletion | ChatCompletionChunk | Model) -> dict[str, Any]:
+    """A typed reply as JSON values: the fields set (explicit ``None`` included)."""
+    return reply.to_dict(mode="json", exclude_unset=True)
 
 
 def openai_router(tc: TableChat, metrics: Metrics, sessions: ApiSessions) -> APIRouter:
     """``/v1/models`` and ``/v1/chat/completions``. The request's ``user``, when it is an
     API session of the caller (``POST /api/sessions``), is the session; any other ``user``
     (OpenAI clients send end-user ids there) is no session."""
-    router = APIRouter()
+    router = APIRouter(dependencies=API_AUTH)
     created = int(time.time())
 
     @router.get("/v1/models")
     def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{
-            "id": MODEL_ID, "object": "model", "created": created,
-            "owned_by": f"tablechat ({tc.database.name})"}]}
+        model = Model(id=MODEL_ID, object="model", created=created,
+                      owned_by=f"tablechat ({tc.database.name})")
+        return {"object": "list", "data": [_wire(model)]}
 
-    @router.post("/v1/chat/completions", response_model=None)
+    @router.post("/v1/chat/completions", response_model=None, responses=stream_doc(
+        "A chat.completion, or with \"stream\": true chat.completion.chunk events ending "
+        "with data: [DONE]."))
     async def completions(request: Request) -> Response:
         usage = Usage()
         try:
@@ -152,37 +170,40 @@ def openai_router(tc: TableChat, metrics: Metrics, sessions: ApiSessions) -> API
         now = int(time.time())
         if body.stream:
             include_usage = bool((body.stream_options or {}).get("include_usage"))
-            return StreamingResponse(
-                _chunks(stream, question, usage, cid, now, model, include_usage),
-                media_type="text/event-stream", headers=SSE_HEADERS)
+            return sse_response(
+                _chunks(stream, question, usage, cid, now, model, include_usage))
         answer = Answer(question=question)
         async for event in stream:
             answer.apply(event)
-        return JSONResponse({
-            "id": cid, "object": "chat.completion", "created": now, "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                         "message": {"role": "assistant", "content": content_of(answer)}}],
-            "usage": _usage(usage),
-            "tablechat": jsonable(answer.to_dict()),
-        })
+        reply = ChatCompletion(
+            id=cid, object="chat.completion", created=now, model=model,
+            choices=[Choice(index=0, finish_reason="stop", logprobs=None,
+                            message=ChatCompletionMessage(
+                                role="assistant", content=content_of(answer), refusal=None,
+                                annotations=[]))],
+            usage=_usage(usage))
+        return JSONResponse({**_wire(reply), "tablechat": jsonable(answer.to_dict())})
 
     return router
 
 
 async def _chunks(stream: AsyncIterator[ev.Event], question: str, usage: Usage, cid: str,
-                  now: int, model: str, include_usage: bool) -> AsyncIterator[str]:
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-        data: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": now,
-                                "model": model, "choices": [
-                                    {"index": 0, "delta": delta, "finish_reason": finish,
-                                     "logprobs": None}]}
+                  now: int, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+    def chunk(delta: ChoiceDelta, finish: Literal["stop"] | None = None, *,
+              last_usage: Usage | None = None) -> bytes:
+        choices = [] if last_usage is not None else [ChunkChoice(
+            index=0, delta=delta, finish_reason=finish, logprobs=None)]
+        data = ChatCompletionChunk(id=cid, object="chat.completion.chunk", created=now,
+                                   model=model, choices=choices)
         if include_usage:
-            data["usage"] = None
-        return f"data: {dumps(data)}\n\n"
+            # OpenAI's usage: null on every chunk but the last, which has no choice (an
+            # assignment marks the field set, so exclude_unset keeps the null)
+            data.usage = _usage(last_usage) if last_usage is not None else None
+        return format_sse_event(data_str=dumps(_wire(data)))
 
     answer = Answer(question=question)
     streamed = False
-    yield chunk({"role": "assistant", "content": ""})
+    yield chunk(ChoiceDelta(role="assistant", content="", refusal=None))
     async for event in stream:
         answer.apply(event)
         # tokens as they come; a whole answer only when no tokens came before it
@@ -190,13 +211,11 @@ async def _chunks(stream: AsyncIterator[ev.Event], question: str, usage: Usage, 
             isinstance(event, ev.AnswerText) and not streamed) else ""
         if text:
             streamed = True
-            yield chunk({"content": text})
+            yield chunk(ChoiceDelta(content=text))
     tail = details(answer)
     if tail:
-        yield chunk({"content": ("\n\n" if streamed else "") + tail})
-    yield chunk({}, "stop")
+        yield chunk(ChoiceDelta(content=("\n\n" if streamed else "") + tail))
+    yield chunk(ChoiceDelta(), "stop")
     if include_usage:
-        data = {"id": cid, "object": "chat.completion.chunk", "created": now, "model": model,
-                "choices": [], "usage": _usage(usage)}
-        yield f"data: {dumps(data)}\n\n"
-    yield "data: [DONE]\n\n"
+        yield chunk(ChoiceDelta(), last_usage=usage)
+    yield format_sse_event(data_str="[DONE]")

@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.datastructures import UploadFile
 
 from .. import _loop
@@ -26,7 +27,7 @@ from ..answer import Answer, Usage
 from ..core import TableChat
 from ..errors import BadQuestionError, UploadError
 from ..redact import redact_url, scrub
-from .auth import principal_of
+from .auth import API_AUTH, principal_of
 from .bodies import MAX_SESSION_CHARS, AskBody, BadBodyError, parse_json, validate
 from .browse import columns_frame, tables_frame
 from .health import HealthView
@@ -34,6 +35,7 @@ from .limits import BodyTooLargeError
 from .metrics import Metrics
 from .sessions import ApiSessions, SessionError
 
+# what FastAPI's own SSE routes send: no caching, and no buffering in nginx
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 UPLOAD_FIELDS = 4  # a file and a session; a few spare for clients that add their own
 
@@ -131,8 +133,28 @@ def outward(event: ev.Event, llm_url: str | None = None) -> ev.Event:
     return event
 
 
-def sse(event: ev.Event) -> str:
-    return f"event: {event.kind}\ndata: {dumps(event.to_dict())}\n\n"
+def sse(event: ev.Event) -> bytes:
+    """One typed event as a Server-Sent Event (``event: <kind>``, ``data: <json>``), written
+    by FastAPI's SSE encoder. Not through a ``ServerSentEvent`` model: building one per token
+    cost 35 µs more per event (80 against 45 µs, measured here)."""
+    return format_sse_event(event=event.kind, data_str=dumps(event.to_dict()))
+
+
+def sse_response(chunks: AsyncIterator[bytes]) -> EventSourceResponse:
+    """Encoded events (:func:`sse`, ``format_sse_event``) as FastAPI's ``text/event-stream``
+    response.
+
+    The routes return it rather than being FastAPI generator routes
+    (``response_class=EventSourceResponse`` with ``yield``): each decides per request whether
+    to stream (``Accept``, ``"stream": true``) or answer with JSON, and refuses bad input with
+    a JSON 400 before any event, which a generator route cannot do."""
+    return EventSourceResponse(chunks, headers=SSE_HEADERS)
+
+
+def stream_doc(what: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI page's word that a route's 200 may also be an event stream."""
+    return {200: {"description": what, "content": {"text/event-stream": {"schema": {
+        "type": "string", "description": "Server-Sent Events (event: and data: lines)"}}}}}
 
 
 def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
@@ -147,17 +169,19 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
         # restart mends neither a database nor an LLM outage (deploy/k8s/app.yaml)
         return JSONResponse(await health.summary())
 
-    @router.get("/api/health")
+    @router.get("/api/health", dependencies=API_AUTH)
     async def health_detail() -> JSONResponse:
         """The last check in detail (behind auth when auth is on): database, LLM server (its
         URL without credentials), models, errors."""
         return JSONResponse(jsonable(await health.detail()))
 
-    @router.get("/metrics")
+    @router.get("/metrics", dependencies=API_AUTH)
     def prometheus() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(), media_type=Metrics.CONTENT_TYPE)
 
-    @router.post("/api/ask", response_model=None)
+    @router.post("/api/ask", response_model=None, dependencies=API_AUTH, responses=stream_doc(
+        "The answer as JSON, or with Accept: text/event-stream (or \"stream\": true) its "
+        "typed events (status, sql, table, chart, token, answer, error, done)."))
     async def ask(request: Request) -> Response:
         """Answer a question: the ``ask --json`` shape, or with ``Accept: text/event-stream``
         the typed events as Server-Sent Events (``event: <kind>``, ``data: <json>``)."""
@@ -176,12 +200,11 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
             metrics.bad_request("api")
             return error(400, str(exc), type(exc).__name__)
         if wants_sse:
-            async def events() -> AsyncIterator[str]:
+            async def events() -> AsyncIterator[bytes]:
                 async for event in stream:
                     yield sse(event)
 
-            return StreamingResponse(events(), media_type="text/event-stream",
-                                     headers=SSE_HEADERS)
+            return sse_response(events())
         answer = Answer(question=body.question or "")
         async for event in stream:
             answer.apply(event)
@@ -191,7 +214,8 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
                          "completion_tokens": usage.completion_tokens}
         return JSONResponse(jsonable(data))
 
-    @router.post("/api/sessions", status_code=201, response_model=None)
+    @router.post("/api/sessions", status_code=201, response_model=None,
+                 dependencies=API_AUTH)
     def new_session(request: Request) -> Response:
         """A new API session: its id (unguessable, bound to the caller) names it in
         ``/api/ask``, ``/api/upload``, ``/api/schema`` and ``DELETE /api/sessions/{id}``."""
@@ -202,7 +226,7 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
         return JSONResponse({"session": sid, "idle_minutes": tc.settings.session_idle_minutes},
                             status_code=201)
 
-    @router.post("/api/upload", response_model=None)
+    @router.post("/api/upload", response_model=None, dependencies=API_AUTH)
     async def upload(request: Request) -> Response:
         """Upload a CSV, Parquet or JSON file (multipart field ``file``) as a table of one API
         session (field ``session``; without it, a new session is created and returned)."""
@@ -252,7 +276,8 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
             "columns": [{"name": c.name, "type": c.type} for c in info.columns],
         })
 
-    @router.delete("/api/sessions/{session}", status_code=204, response_model=None)
+    @router.delete("/api/sessions/{session}", status_code=204, response_model=None,
+                   dependencies=API_AUTH)
     def end_session(request: Request, session: str) -> Response:
         """End an API session now: its uploads are dropped."""
         try:
@@ -261,7 +286,7 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
             return refuse(exc)
         return Response(status_code=204)
 
-    @router.get("/api/schema", response_model=None)
+    @router.get("/api/schema", response_model=None, dependencies=API_AUTH)
     def schema(request: Request, session: str | None = None) -> Response:
         """Tables and columns (with descriptions and sample values) the session can query."""
         try:

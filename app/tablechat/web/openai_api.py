@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from .. import _loop
 from .. import events as ev
 from ..answer import Answer, Usage
 from ..core import TableChat
@@ -136,7 +137,8 @@ def openai_router(tc: TableChat, metrics: Metrics, sessions: ApiSessions) -> API
             session = None
             if body.user:
                 try:
-                    session = sessions.use(principal_of(request.scope), body.user)
+                    session = await _loop.in_thread(  # the store; maybe uploads to read
+                        sessions.use, principal_of(request.scope), body.user)
                 except SessionError:
                     session = None
             stream = await open_stream(tc, metrics, "openai", question, history, session, usage,

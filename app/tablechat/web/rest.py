@@ -12,6 +12,7 @@ import datetime as dt
 import decimal
 import json
 import math
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -159,7 +160,8 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
     async def health_detail() -> JSONResponse:
         """The last check in detail (behind auth when auth is on): database, LLM server (its
         URL without credentials), models, errors."""
-        return JSONResponse(jsonable(await health.detail()))
+        # which server process answered (``--workers N``: any of them may)
+        return JSONResponse(jsonable({**await health.detail(), "process": os.getpid()}))
 
     @router.get("/metrics")
     def prometheus() -> PlainTextResponse:

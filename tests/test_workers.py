@@ -62,7 +62,7 @@ def serving(demo_db: Path, env: dict[str, str], *extra: str
 def test_one_sessions_requests_alternate_between_two_processes(demo_db: Path,
                                                                tmp_path: Path) -> None:
     env = _env(tmp_path)
-    with serving(demo_db, env) as (proc_a, a_url), serving(demo_db, env) as (proc_b, b_url), \
+    with serving(demo_db, env) as (_, a_url), serving(demo_db, env) as (_, b_url), \
             httpx.Client(base_url=a_url, timeout=60) as a, \
             httpx.Client(base_url=b_url, timeout=60) as b:
         assert a.get("/api/health").json()["process"] != b.get("/api/health").json()["process"]

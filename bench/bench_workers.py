@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import Row, p50
-from bench.bench_web import LATENCY, QUESTION, ROOT, _Conn, _cpu_seconds, _free_port, _wait
+from bench.bench_web import LATENCY, QUESTION, ROOT, _Conn, _cpu_seconds, _free_port
 
 CLIENTS = 64
 VLLM_CLIENTS = 32
 ROUNDS = 6  # questions per client in one loaded trial
 TRIALS = 2
 SOLO = 6
+START_SECONDS = 300  # N workers each import Gradio and build an app: slow on a busy machine
 
 
 def scripted_app() -> Any:
@@ -80,6 +81,20 @@ def _server(workers: int, factory: str | None, env: dict[str, str]
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
+    import httpx
+
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the server did not start in {START_SECONDS} s")
 
 
 def _tree_cpu(pid: int) -> float:
@@ -127,6 +142,9 @@ async def _measure(port: int, pid: int, clients: int) -> dict[str, Any]:
                 for _ in range(ROUNDS):
                     await _ask(conn, out, errors, calls)
 
+            for c in conns:  # fresh connections: uvicorn closes one idle for 5 s (while
+                await c.close()  # the solo questions ran), and this client does not retry
+                c.reader = c.writer = None
             cpu0 = _tree_cpu(pid)
             start = time.perf_counter()
             await asyncio.gather(*(client(c, loaded) for c in conns))
@@ -174,8 +192,8 @@ def run() -> list[Row]:
     print(f"bench_workers: load average before {_load()}", file=sys.stderr)
     for label, measure, clients in (("scripted 200 ms model", _scripted, CLIENTS),
                                     ("vLLM path, fake vLLM 20 ms/token", _vllm, VLLM_CLIENTS)):
-        results = {n: measure(n) for n in (1, 2)}
-        for n, data in results.items():
+        for n in (1, 2):
+            data = measure(n)
             share = 100 * data["throughput"] / data["ideal"]
             n_errors = len(data["errors"])
             if data["errors"]:

@@ -90,7 +90,8 @@ def test_one_sessions_requests_alternate_between_two_processes(demo_db: Path,
             gone = http.post("/api/ask", json={"question": COUNT, "session": sid})
             assert gone.status_code == 404
             assert http.get(exported.json()["url"]).status_code == 404
-        assert not any((tmp_path / "shared" / "uploads").iterdir()), "its files deleted"
+        assert not any((tmp_path / "shared" / "uploads").iterdir()), "its uploads deleted"
+        assert not list((tmp_path / "shared" / "exports").rglob("*.csv")), "its exports too"
         # another caller's session stays another's, whichever process is asked
         other = b.post("/api/upload", files={"file": PETS}).json()["session"]
         assert a.post("/api/ask", json={"question": COUNT, "session": other}

@@ -248,8 +248,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .demo import ensure_demo
 
         os.environ["TABLECHAT_DATABASE"] = str(ensure_demo())
-    if workers > 1:
-        os.environ["TABLECHAT_UI"] = "false"
     try:
         serve(host=args.host, port=args.port, workers=workers)
     except SystemExit as exc:  # uvicorn could not start (it logged why): port taken, ...

@@ -86,6 +86,7 @@ def create_app(tc: TableChat) -> FastAPI:
     limiter = FailureLimiter(settings.auth_max_failures, settings.auth_failure_window)
     files = ResultFiles.from_settings(tc.settings)
     exports = ResultFiles.exports(settings)
+    sessions.on_end.append(exports.end)  # an ended session's exports go with it
     # tabs that never unload end when idle: their uploads, files and state with them
     ui_sessions = UiSessions(tc, files, idle_seconds=settings.ui_session_idle_minutes * 60,
                              key=lambda h: session_of(gr.Request(session_hash=h)))
@@ -362,7 +363,8 @@ def serve(tc: TableChat | None = None, *, host: str | None = None, port: int | N
     With ``tc``, that object is served in this process (``workers`` must be 1). Without it,
     each of ``workers`` processes builds its app with ``app_factory`` (an import string of a
     function returning the app; default :func:`app_from_env`, from the environment's
-    settings). Raises ``SystemExit(1)`` when it cannot start (e.g. the port is taken)."""
+    settings), without the web UI when there are several. Raises ``SystemExit`` when it
+    cannot start (e.g. the port is taken)."""
     from ..config import load_settings
 
     settings = tc.settings if tc is not None else load_settings()
@@ -374,6 +376,8 @@ def serve(tc: TableChat | None = None, *, host: str | None = None, port: int | N
             raise ValueError("several workers build their own app: pass no TableChat")
         uvicorn.run(create_app(tc), lifespan="on", **where, **uvicorn_options)
         return
+    if workers > 1:  # Gradio keeps a tab's queue and state in one process (docs/web.md)
+        os.environ["TABLECHAT_UI"] = "false"
     prepare = getattr(_metrics_module, "prepare_multiprocess", None)
     if workers > 1 and prepare is not None:  # every worker's metrics in one registry (weblib)
         prepare(Path(tempfile.mkdtemp(prefix="tablechat-metrics-")))

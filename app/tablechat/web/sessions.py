@@ -68,6 +68,8 @@ class ApiSessions:
         self.clock = clock  # wall-clock seconds: every process compares the same times
         self._loaded: dict[str, dict[str, int]] = {}  # core key -> table -> upload seq here
         self._lock = threading.Lock()  # one re-read of a session's uploads at a time
+        # called with the core's key of every session this process ends (its exports go)
+        self.on_end: list[Callable[[str], None]] = []
 
     def __len__(self) -> int:
         return len(self.store.sessions(PREFIX))
@@ -166,6 +168,8 @@ class ApiSessions:
     def _end(self, sid: str) -> None:
         self.store.end_session(PREFIX + sid)
         shutil.rmtree(self._folder(sid), ignore_errors=True)
+        for hook in self.on_end:
+            hook(self.key(sid))
         self._release(self.key(sid))
 
     def _release(self, key: str) -> None:

@@ -297,7 +297,7 @@ class SQLStore(Store):
         """Every session whose id starts with ``prefix``, oldest first."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = sa.select(SESSIONS).where(SESSIONS.c.id.like(f"{escaped}%", escape="\\")
-                                          ).order_by(SESSIONS.c.created_at)
+                                          ).order_by(SESSIONS.c.created_at, SESSIONS.c.id)
         return [_session(r) for r in self._read(lambda c: c.execute(query).mappings().all())]
 
     def close(self) -> None:

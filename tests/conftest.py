@@ -21,6 +21,8 @@ pytest_plugins = ["tests.support.fixtures"]
 # store) must not change what the tests see. Set before any TableChat is made.
 _STORE_DIR = tempfile.mkdtemp(prefix="tablechat-test-store-")
 os.environ["TABLECHAT_STORE"] = f"sqlite:///{_STORE_DIR}/store.sqlite"
+# and a shared directory of its own (API sessions' uploads, exports), beside that store
+os.environ["TABLECHAT_SHARED_DIR"] = f"{_STORE_DIR}/shared"
 atexit.register(shutil.rmtree, _STORE_DIR, True)
 
 ROOT = Path(__file__).resolve().parents[1]

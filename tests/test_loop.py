@@ -204,38 +204,6 @@ def test_in_thread_calls_run_at_once_on_separate_threads() -> None:
     assert len(set(names)) == 12
 
 
-def test_a_pool_runs_no_more_calls_at_once_than_its_size() -> None:
-    pool = _loop._Workers(2, "test-pool")
-    release = threading.Event()
-    running: list[int] = []
-    peak: list[int] = []
-    lock = threading.Lock()
-
-    def work(i: int) -> int:
-        with lock:
-            running.append(i)
-            peak.append(len(running))
-        release.wait(10)
-        with lock:
-            running.remove(i)
-        return i
-
-    async def main() -> list[int]:
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in range(5)]
-        for i, future in enumerate(futures):
-            pool.submit(loop, future, work, (i,), {})
-        while len(running) < 2:  # two start; the other three wait their turn
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
-        assert len(running) == 2 and not any(f.done() for f in futures)
-        release.set()
-        return list(await asyncio.gather(*futures))
-
-    assert asyncio.run(main()) == [0, 1, 2, 3, 4]
-    assert max(peak) == 2
-
-
 def test_a_cancelled_caller_leaves_the_pool_working() -> None:
     started, release = threading.Event(), threading.Event()
 
@@ -313,22 +281,6 @@ def test_interrupting_run_sync_cancels_the_coroutine() -> None:
                          text=True, timeout=300, cwd=app, check=False,
                          env={**__import__("os").environ, "PYTHONPATH": str(app)})
     assert out.stdout.split() == ["interrupted", "cancelled"], out.stderr[-2000:]
-
-
-def test_a_pool_starts_a_thread_only_when_none_is_free() -> None:
-    pool = _loop._Workers(4, "test-seq")
-
-    async def main() -> set[str]:
-        loop = asyncio.get_running_loop()
-        names = set()
-        for _ in range(30):  # one after another: the one thread serves them all
-            future = loop.create_future()
-            pool.submit(loop, future, lambda: threading.current_thread().name, (), {})
-            names.add(await future)
-        return names
-
-    assert asyncio.run(main()) == {"test-seq_0"}
-    assert pool._started == 1
 
 
 def test_in_worker_thread_tells_tablechat_s_workers_apart() -> None:

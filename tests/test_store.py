@@ -72,6 +72,16 @@ def test_records_round_trip(store: SQLStore) -> None:
     assert store.end_session("s1") and store.session("s1") is None
 
 
+def test_sessions_by_prefix_take_the_prefix_literally(store: SQLStore) -> None:
+    """API sessions and logins share the sessions table, told apart by their ids' prefixes;
+    ``_`` and ``%`` in a prefix are not LIKE wildcards."""
+    for sid in ("api-1", "api-2", "apix3", "login-a", "a%_b-1", "aXYb-2"):
+        store.touch_session(sid)
+    assert [s.id for s in store.sessions("api-")] == ["api-1", "api-2"]
+    assert [s.id for s in store.sessions("login-")] == ["login-a"]
+    assert [s.id for s in store.sessions("a%_b")] == ["a%_b-1"]
+
+
 def test_purge_before_date(store: SQLStore) -> None:
     now = utcnow()
     store.add_feedback(FeedbackRecord("demo", "old", created_at=now - timedelta(days=40)))

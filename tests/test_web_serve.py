@@ -1,4 +1,4 @@
-"""How the server runs: uvicorn on tablechat's background loop (so a question's events never
+"""How the server runs: uvicorn's loop is tablechat's loop (so a question's events never
 cross threads), `tablechat serve` stopping cleanly on Ctrl-C and SIGTERM, graceful shutdown,
 a clear failure when the port is taken, and sessions that stay apart under concurrency."""
 
@@ -217,7 +217,10 @@ def test_tablechat_serve_stops_cleanly_on_a_signal(
             except subprocess.TimeoutExpired:
                 pytest.fail("tablechat serve did not stop after the signal")
             assert list(lines) is not None  # the stream ended with the server
-    assert proc.returncode == 0, out
+    # uvicorn's own convention: after a graceful shutdown it re-raises the signal, so SIGTERM
+    # ends the process as SIGTERM does (143 in a shell: what Docker, Kubernetes and systemd
+    # take for a clean stop) and Ctrl-C ends it with 0
+    assert proc.returncode == (0 if sig == signal.SIGINT else -signal.SIGTERM), out
     assert "Traceback" not in out, out
     assert "Finished server process" in out
 

@@ -5,9 +5,14 @@ on. Running every chain on one long-lived loop keeps that client valid whether t
 synchronous (``TableChat.ask``), on its own loop (``TableChat.stream``), or on many loops
 (pytest). Events cross back to the caller's loop through a queue.
 
-Blocking work (database queries, synchronous chat models) runs in tablechat's own worker
-threads (:func:`in_thread`), not the loop's default executor: a hand-off there and back costs
-about a quarter of ``asyncio.to_thread``'s.
+Blocking work (database queries, synchronous chat models) runs in tablechat's worker threads
+(:func:`in_thread`: a thread pool of the standard library, long-lived threads so per-thread
+resources such as DuckDB cursors can stay in them).
+
+In a server process (``tablechat serve``, each of its ``--workers``) the loop is uvicorn's own:
+the app adopts the loop it is built on (:func:`adopt`) before anything else makes one, so a
+request's handler and its question's pipeline share one loop and one thread, and uvicorn keeps
+its own signal handling in the main thread.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import queue
 import threading
 from collections import deque
@@ -25,6 +31,7 @@ from typing import Any, ParamSpec, TypeVar
 T = TypeVar("T")
 P = ParamSpec("P")
 WORKERS = 64  # enough for many concurrent questions on a slow networked database
+WORKER_PREFIX = "tablechat-worker"
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -55,6 +62,19 @@ def background_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+def adopt(loop: asyncio.AbstractEventLoop) -> bool:
+    """Make ``loop`` (running in the calling thread: uvicorn's) tablechat's loop, unless this
+    process already has a live one; whether it did. Called where a server builds its app."""
+    global _loop
+    with _lock:
+        if _loop is not None and not _loop.is_closed():
+            return _loop is loop
+        loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="tablechat-io"))
+        _loop = loop
+        return True
+
+
 def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
     return asyncio.run_coroutine_threadsafe(coro, background_loop())
 
@@ -74,105 +94,41 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         started.append(task)
         task.add_done_callback(done.put)
 
-    loop.call_soon_threadsafe(start)
-    try:
+    try:  # an interrupt right after the hand-over must cancel too (issue 15: a loaded run
+        # took Ctrl-C between these two lines, leaving the coroutine running)
+        loop.call_soon_threadsafe(start)
         task = done.get()
-    except BaseException:
+    except BaseException:  # start() is queued first, so the cancel finds its task
         loop.call_soon_threadsafe(lambda: [t.cancel() for t in started])
         raise
     return task.result()
 
 
-class _Workers:
-    """Threads for blocking calls awaited from an event loop.
-
-    A call goes to the threads through one queue and its result comes back with one
-    ``call_soon_threadsafe``. ``asyncio.to_thread`` also passes through a ThreadPoolExecutor, a
-    concurrent Future and two chained callbacks, which costs about four times as much per
-    call. A thread is started when a call finds no thread waiting for it, up to ``size``;
-    beyond that, calls wait their turn.
-    """
-
-    def __init__(self, size: int, prefix: str) -> None:
-        self._size = size
-        self._prefix = prefix
-        self._calls: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._waiting = 0  # threads blocked on the queue
-        self._queued = 0  # calls in the queue, not yet taken
-        self._started = 0
-        self._local = threading.local()
-
-    def submit(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any],
-               fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        with self._lock:
-            start = self._queued >= self._waiting and self._started < self._size
-            self._started += start
-            self._queued += 1
-            name = f"{self._prefix}_{self._started - 1}"
-        if start:
-            try:
-                threading.Thread(target=self._work, name=name, daemon=True).start()
-            except BaseException:  # no thread to be had: the caller hears it, nothing queued
-                with self._lock:
-                    self._started -= 1
-                    self._queued -= 1
-                raise
-        self._calls.put((loop, future, contextvars.copy_context(), fn, args, kwargs))
-
-    def is_worker(self) -> bool:
-        """Whether the current thread is one of these (long-lived) threads."""
-        return getattr(self._local, "worker", False)
-
-    def _work(self) -> None:
-        self._local.worker = True
-        with self._lock:
-            self._waiting += 1
-        while True:
-            loop, future, context, fn, args, kwargs = self._calls.get()
-            with self._lock:
-                self._waiting -= 1
-                self._queued -= 1
-            try:
-                outcome = (True, context.run(fn, *args, **kwargs))
-            except StopIteration as exc:  # cannot be set on a Future (as asyncio does)
-                outcome = (False, RuntimeError(f"StopIteration: {exc}"))
-            except BaseException as exc:
-                outcome = (False, exc)
-            with self._lock:  # free again before anyone hears the result (and calls again)
-                self._waiting += 1
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(_settle, future, *outcome)
-            # hold nothing of the call while waiting for the next one
-            del loop, future, context, fn, args, kwargs, outcome
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():  # the awaiting coroutine was cancelled (a timeout): nobody wants it
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
-_workers = _Workers(WORKERS, "tablechat-worker")
+_executor = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix=WORKER_PREFIX)
 
 
 def in_worker_thread() -> bool:
     """Whether the current thread is one of tablechat's worker threads (:func:`in_thread`),
     which live as long as the process: per-thread resources can be kept in them."""
-    return _workers.is_worker()
+    return threading.current_thread().name.startswith(WORKER_PREFIX)
 
 
 async def in_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    """``await fn(*args, **kwargs)`` run in a worker thread, as ``asyncio.to_thread`` does
-    (the caller's context variables go with it), for less. Cancelling the caller abandons the
-    result; the call itself runs to its end, as a thread cannot be interrupted."""
+    """``await fn(*args, **kwargs)`` run in one of tablechat's worker threads, as
+    ``asyncio.to_thread`` does (the caller's context variables go with it). Cancelling the
+    caller abandons the result; the call itself runs to its end, as a thread cannot be
+    interrupted."""
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-    _workers.submit(loop, future, fn, args, kwargs)
-    return await future
+    context = contextvars.copy_context()
+    call = functools.partial(context.run, _call, fn, *args, **kwargs)
+    return await loop.run_in_executor(_executor, call)
+
+
+def _call(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    try:
+        return fn(*args, **kwargs)
+    except StopIteration as exc:  # cannot be set on a Future (asyncio refuses it)
+        raise RuntimeError(f"StopIteration: {exc}") from None
 
 
 _END = object()

@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(serve)
     serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: 7860)")
+    serve.add_argument(
+        "--workers", type=int, metavar="N",
+        help="server processes behind the one port (default: TABLECHAT_WORKERS, else 1). "
+        "Raise it, up to one per core, when the server's own CPU work per question limits "
+        "throughput; any process answers any /api or /v1 request. With N > 1 the web UI is "
+        "not served: run it as a server of its own with one worker (docs/web.md)",
+    )
 
     ask = sub.add_parser(
         "ask",
@@ -225,8 +232,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "pip install 'tablechat[web]'"
         ) from None
 
-    tc = _connect(args)
-    serve(tc, host=args.host, port=args.port)
+    import os
+
+    from .config import load_settings
+
+    # every worker process builds its app from the environment: the options go there
+    chosen = {"TABLECHAT_DATABASE": args.database, "TABLECHAT_LLM_URL": args.llm_url,
+              "TABLECHAT_LLM_MODEL": args.llm_model}
+    os.environ.update({k: v for k, v in chosen.items() if v is not None})
+    settings = load_settings()
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers < 1:
+        raise ConfigurationError("--workers must be 1 or more")
+    if settings.database is None:  # built once here, not raced by every worker
+        from .demo import ensure_demo
+
+        os.environ["TABLECHAT_DATABASE"] = str(ensure_demo())
+    try:
+        serve(host=args.host, port=args.port, workers=workers)
+    except SystemExit as exc:  # uvicorn could not start (it logged why): port taken, ...
+        return EXIT_OK if exc.code in (0, None) else EXIT_ERROR
     return EXIT_OK
 
 

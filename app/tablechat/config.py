@@ -124,6 +124,24 @@ class Settings(BaseSettings):
     # --- server / UI ---
     host: str = Field("127.0.0.1", description="Address the web server listens on.")
     port: int = Field(7860, gt=0, lt=65536, description="Port the web server listens on.")
+    workers: int = Field(
+        1, gt=0, le=64, description="Processes `tablechat serve` runs behind its one port "
+        "(uvicorn's process manager). Raise it, up to one per core, when the server's own "
+        "Python work per question (prompts, guard, parsing, JSON) limits throughput: one "
+        "process is bound by one core. Any process answers any /api or /v1 request (sessions "
+        "in TABLECHAT_STORE, files in TABLECHAT_SHARED_DIR); with more than one, the web UI is "
+        "not served (Gradio keeps a tab's queue and state in one process): run it as a server "
+        "of its own with one worker (docs/web.md).",
+    )
+    ui: bool = Field(
+        True, description="Serve the Gradio web UI at / (off: the REST and OpenAI-compatible "
+        "API, /healthz and /metrics only). `tablechat serve --workers N` turns it off for N > 1.",
+    )
+    shared_dir: str | None = Field(
+        None, description="Directory every server process and replica shares (a volume in a "
+        "deployment): API sessions' uploaded files, re-read by whichever process serves the "
+        "session, and CSV exports. Empty: shared/ in the data directory (data/ in a checkout).",
+    )
     concurrency_limit: int = Field(
         16, gt=0, description="Questions the web UI runs at once (Gradio's per-event limit)."
     )
@@ -131,6 +149,10 @@ class Settings(BaseSettings):
         None,
         description="user:password pairs (comma-separated) required by the web UI. Empty: open.",
         repr=False,
+    )
+    login_hours: float = Field(
+        168.0, gt=0, description="Hours a web UI login (TABLECHAT_AUTH) stays valid; logins "
+        "are kept in the store (a hash of each token), so every server process honours them.",
     )
     api_keys: str | None = Field(
         None,
@@ -272,6 +294,7 @@ class Settings(BaseSettings):
         "auth",
         "api_keys",
         "store",
+        "shared_dir",
         mode="before",
     )
     @classmethod

@@ -140,6 +140,11 @@ class Store(abc.ABC):
         """Forget a session; False when it was unknown."""
 
     @abc.abstractmethod
+    def sessions(self, prefix: str) -> list[SessionInfo]:
+        """Every session whose id starts with ``prefix`` (API sessions, logins), oldest
+        first."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""
 

@@ -262,8 +262,10 @@ class SQLStore(Store):
         """Create ``session`` or mark it seen now (merging ``data`` into its metadata)."""
         def touch(conn: sa.Connection) -> SessionInfo:
             now = utcnow()
+            # FOR UPDATE: two processes merging into one session's data never lose a key
+            # (SQLite's BEGIN IMMEDIATE already serialises writers; it ignores the clause)
             row = conn.execute(sa.select(SESSIONS).where(SESSIONS.c.id == session)
-                               ).mappings().first()
+                               .with_for_update()).mappings().first()
             if row is None:
                 info = SessionInfo(session, principal, now, now, dict(data or {}))
                 conn.execute(SESSIONS.insert().values(
@@ -290,6 +292,13 @@ class SQLStore(Store):
         """Forget a session; False when it was unknown."""
         return bool(self._write(lambda c: c.execute(
             SESSIONS.delete().where(SESSIONS.c.id == session)).rowcount))
+
+    def sessions(self, prefix: str) -> list[SessionInfo]:
+        """Every session whose id starts with ``prefix``, oldest first."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = sa.select(SESSIONS).where(SESSIONS.c.id.like(f"{escaped}%", escape="\\")
+                                          ).order_by(SESSIONS.c.created_at, SESSIONS.c.id)
+        return [_session(r) for r in self._read(lambda c: c.execute(query).mappings().all())]
 
     def close(self) -> None:
         """Release the connection pool."""

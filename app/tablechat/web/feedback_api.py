@@ -27,7 +27,7 @@ from ..errors import BadQuestionError, ConfigurationError
 from ..store import FeedbackError, StoreError
 from .auth import principal_of
 from .bodies import MAX_HISTORY_TURNS, BadBodyError, validate
-from .rest import error, read_json, refuse, session_key
+from .rest import error, read_json, refuse, use_session
 from .sessions import ApiSessions, SessionError
 
 ANONYMOUS = "anon"  # principal_of() when auth is off: nobody in particular
@@ -65,7 +65,7 @@ def feedback_router(tc: TableChat, sessions: ApiSessions) -> APIRouter:
     async def feedback(request: Request) -> JSONResponse:
         try:
             body: FeedbackBody = validate(FeedbackBody, await read_json(request))
-            session = session_key(request, sessions, body.session)
+            session = await use_session(request, sessions, body.session)
             question = _bounded(body.question, "question", tc.settings.max_question_chars)
             sql = _bounded(body.sql, "sql", max(limit, 100_000))
             who = principal_of(request.scope)

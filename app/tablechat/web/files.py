@@ -1,4 +1,4 @@
-"""The web UI's files on disk, under a budget (issue 11, class 10).
+"""The web UI's and the API's result files on disk, under a budget (issue 11, class 10).
 
 Result CSVs (the Download button, Export all rows) are written inside Gradio's cache folder, so
 Gradio serves them as they are instead of copying each into its cache for good (333 MB after 8
@@ -13,6 +13,10 @@ runs of one session, before). Each session has a folder of its own; after every 
 The same sweep runs after every upload request (``GradioGuard``'s ``after_upload``) and Gradio's
 ``delete_cache`` removes its own files of that age on its schedule. A session's folder goes when
 its tab closes (or the session expires, ``ui_sessions``).
+
+The API's exports (``POST /api/export``) use the same budgets in a folder of the shared
+directory (``TABLECHAT_SHARED_DIR``, :meth:`ResultFiles.exports`), so the process that fetches
+a file need not be the one that wrote it.
 
 An export (a whole result, up to ``TABLECHAT_EXPORT_MAX_ROWS`` rows) is kept within the budgets
 while it is written, not only once it is done: :meth:`ResultFiles.writing` makes room first (the
@@ -53,10 +57,15 @@ class ResultFiles:
 
     def __init__(self, *, session_bytes: int, total_bytes: int, max_age: float,
                  keep: int = KEEP_FILES, extra: Callable[[], Iterable[str]] = tuple,
-                 root: Path | None = None) -> None:
-        base = root or upload_folder()
-        base.mkdir(parents=True, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix="tablechat-results-", dir=base))
+                 root: Path | None = None, shared: Path | None = None) -> None:
+        if shared is not None:  # every process's files in one folder: none owns it
+            shared.mkdir(parents=True, exist_ok=True)
+            self.root = shared
+        else:  # a folder of this process's own, deleted by close()
+            base = root or upload_folder()
+            base.mkdir(parents=True, exist_ok=True)
+            self.root = Path(tempfile.mkdtemp(prefix="tablechat-results-", dir=base))
+        self.owned = shared is None
         self.session_bytes = session_bytes
         self.total_bytes = total_bytes
         self.max_age = max_age
@@ -73,6 +82,15 @@ class ResultFiles:
                     max_age=settings.ui_file_max_age)
         atexit.register(files.close)
         return files
+
+    @classmethod
+    def exports(cls, settings: Settings) -> ResultFiles:
+        """The API's CSV exports: in the shared directory, so any process serves a file any
+        other wrote, under the same budgets (each process counts every file; the room it
+        reserves for an export being written is its own)."""
+        return cls(session_bytes=int(settings.ui_session_disk_mb * MB),
+                   total_bytes=int(settings.ui_disk_mb * MB),
+                   max_age=settings.ui_file_max_age, shared=shared_dir(settings) / "exports")
 
     def folder(self, session: str) -> Path:
         """A session's folder: named by a hash, so a file's URL does not carry the session."""
@@ -165,8 +183,19 @@ class ResultFiles:
         shutil.rmtree(self.folder(session), ignore_errors=True)
 
     def close(self) -> None:
-        """Delete every file (the server stops)."""
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Delete every file (the server stops), unless the folder is shared."""
+        if self.owned:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def shared_dir(settings: Settings) -> Path:
+    """``TABLECHAT_SHARED_DIR``, else ``shared/`` beside the default store and demo database
+    (``data/`` in a checkout)."""
+    if settings.shared_dir:
+        return Path(settings.shared_dir)
+    from ..demo import default_demo_path
+
+    return default_demo_path().parent.resolve() / "shared"
 
 
 def _size(path: Path) -> int:

@@ -27,6 +27,7 @@ from openai.types.chat.chat_completion import Choice
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta
 
+from .. import _loop
 from .. import events as ev
 from ..answer import Answer, Usage
 from ..core import TableChat
@@ -154,7 +155,8 @@ def openai_router(tc: TableChat, metrics: Metrics, sessions: ApiSessions) -> API
             session = None
             if body.user:
                 try:
-                    session = sessions.use(principal_of(request.scope), body.user)
+                    session = await _loop.in_thread(  # the store; maybe uploads to read
+                        sessions.use, principal_of(request.scope), body.user)
                 except SessionError:
                     session = None
             stream = await open_stream(tc, metrics, "openai", question, history, session, usage,

@@ -12,6 +12,7 @@ import datetime as dt
 import decimal
 import json
 import math
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -85,6 +86,14 @@ def session_key(request: Request, sessions: ApiSessions, session: Any) -> str | 
     if not isinstance(session, str) or len(session) > MAX_SESSION_CHARS:
         raise BadBodyError(f"session must be text of at most {MAX_SESSION_CHARS} characters")
     return sessions.use(principal_of(request.scope), session)
+
+
+async def use_session(request: Request, sessions: ApiSessions, session: Any) -> str | None:
+    """:func:`session_key` off the loop: the session lives in the store, and its uploads may
+    have to be read into this process first."""
+    if session is None or session == "":
+        return None
+    return await _loop.in_thread(session_key, request, sessions, session)
 
 
 async def read_json(request: Request) -> Any:
@@ -173,7 +182,8 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
     async def health_detail() -> JSONResponse:
         """The last check in detail (behind auth when auth is on): database, LLM server (its
         URL without credentials), models, errors."""
-        return JSONResponse(jsonable(await health.detail()))
+        # which server process answered (``--workers N``: any of them may)
+        return JSONResponse(jsonable({**await health.detail(), "process": os.getpid()}))
 
     @router.get("/metrics", dependencies=API_AUTH)
     def prometheus() -> PlainTextResponse:
@@ -187,7 +197,7 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
         the typed events as Server-Sent Events (``event: <kind>``, ``data: <json>``)."""
         try:
             body: AskBody = validate(AskBody, await read_json(request))
-            session = session_key(request, sessions, body.session)
+            session = await use_session(request, sessions, body.session)
             usage = Usage()
             wants_sse = "text/event-stream" in request.headers.get("accept", "") \
                 or body.stream is True
@@ -259,15 +269,16 @@ def rest_router(tc: TableChat, metrics: Metrics, health: HealthView,
             if session is not None and not isinstance(session, str):
                 raise BadBodyError("session must be a text field")
             principal = principal_of(request.scope)
-            sid = session or sessions.create(principal)
-            key = sessions.use(principal, sid)
+            sid: str = session if isinstance(session, str) and session \
+                else await _loop.in_thread(sessions.create, principal)
             data = await file.read(limit + 1)
             if len(data) > limit:
                 metrics.upload("refused")
                 return error(413, f"{file.filename or 'the file'} is larger than the upload "
                              f"limit of {tc.settings.upload_max_mb:g} MB", "UploadError")
             name = file.filename or "upload.csv"
-            info = await _loop.in_thread(tc.upload, key, name, data)
+            # here, and through the shared directory in every other process
+            info = await _loop.in_thread(sessions.upload, principal, sid, name, data)
         finally:
             await form.close()
         metrics.upload("ok")

@@ -2,11 +2,14 @@
 REST API under ``/api``, the OpenAI-compatible API under ``/v1``, ``/healthz`` and
 ``/metrics``; optional auth in front of all of it.
 
-uvicorn runs on tablechat's background event loop (``tablechat._loop``), the loop every
-question's pipeline runs on, so a question's events never cross threads between the pipeline
-and the HTTP response; the thread that calls :func:`serve` only waits and turns Ctrl-C / SIGTERM
-into a graceful shutdown. Database work still runs in threads (``tablechat._loop.in_thread``), and
-Gradio runs its synchronous handlers in its own worker threads.
+:func:`serve` hands the app to ``uvicorn.run``: uvicorn owns the main thread, the signals
+and, with ``--workers N``, the worker processes (each builds its app from the environment's
+settings, :func:`app_from_env`). The loop uvicorn runs on becomes tablechat's loop
+(``tablechat._loop.adopt``), the loop every question's pipeline runs on, so a question's events
+never cross threads between the pipeline and the HTTP response. Database work still runs in
+threads (``tablechat._loop.in_thread``), and Gradio runs its synchronous handlers in its own
+worker threads. :class:`BackgroundServer` serves an app on tablechat's background loop from
+another thread (tests, embedding), without touching signals.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import signal
 import socket
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +38,14 @@ from starlette.routing import Mount
 from .. import _loop
 from ..core import TableChat
 from ..redact import scrub
+from ..store import open_store
+from . import metrics as _metrics_module
 from ._asgi import error_body
 from .auth import AuthConfig, AuthMiddleware
 from .bodies import one_line
+from .exports_api import exports_router
 from .feedback_api import feedback_router
-from .files import ResultFiles
+from .files import ResultFiles, shared_dir
 from .gradio_guard import GradioGuard, secure_mount
 from .health import HealthView
 from .limits import BodyLimitMiddleware, FailureLimiter
@@ -47,6 +55,7 @@ from .rest import rest_router
 from .sessions import ApiSessions, sweeping
 from .ui import CSS, build_ui, session_of
 from .ui_sessions import UiSessions, track
+from .ui_tokens import share_logins
 
 UPLOAD_SLACK_MB = 1.0  # gradio refuses far larger uploads itself; ours says why for the rest
 # on shutdown, requests still open (an answer being streamed, a UI event) get this long to
@@ -57,8 +66,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 3.0
 # 100 ms) is still instant to a person.
 QUEUE_POLL_SECONDS = 0.02
 PROGRESS_POLL_SECONDS = 0.1
-# the thread waiting for the server wakes this often: a signal delivered to another thread
-# runs its Python handler only when the main thread does
+# BackgroundServer.wait looks at its server this often
 POLL_SECONDS = 0.25
 GRADIO_BODY_FACTOR = 8  # a Gradio event body may be this many times TABLECHAT_MAX_BODY_KB
 
@@ -71,19 +79,29 @@ def create_app(tc: TableChat) -> FastAPI:
     auth = AuthConfig.from_settings(settings)
     metrics = Metrics()
     health = HealthView(tc, settings.health_ttl)
-    sessions = ApiSessions(tc, idle_seconds=settings.session_idle_minutes * 60,
+    sessions = ApiSessions(tc, store=open_store(settings=settings),
+                           shared_dir=shared_dir(settings),
+                           idle_seconds=settings.session_idle_minutes * 60,
                            max_sessions=settings.max_api_sessions)
     limiter = FailureLimiter(settings.auth_max_failures, settings.auth_failure_window)
     files = ResultFiles.from_settings(tc.settings)
+    exports = ResultFiles.exports(settings)
+    sessions.on_end.append(exports.end)  # an ended session's exports go with it
     # tabs that never unload end when idle: their uploads, files and state with them
     ui_sessions = UiSessions(tc, files, idle_seconds=settings.ui_session_idle_minutes * 60,
                              key=lambda h: session_of(gr.Request(session_hash=h)))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
+        _adopt_running_loop()  # uvicorn's loop runs the questions too (no-op when it already is)
         health.start()
+        watcher = asyncio.create_task(_end_streams_on_exit(app))
         async with sweeping(sessions, ui_sessions):
             yield
+        watcher.cancel()
+        process_exited = getattr(_metrics_module, "process_exited", None)
+        if process_exited is not None:  # prometheus_client's multiprocess files (weblib)
+            process_exited(os.getpid())
 
     app = FastAPI(title="tablechat", version=__version__, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan)
@@ -93,10 +111,38 @@ def create_app(tc: TableChat) -> FastAPI:
     app.state.sessions = sessions
     app.state.ui_sessions = ui_sessions
     app.state.auth_limiter = limiter
+    app.state.end_streams = []
     _one_line_errors(app)
     app.include_router(rest_router(tc, metrics, health, sessions))
     app.include_router(openai_router(tc, metrics, sessions))
     app.include_router(feedback_router(tc, sessions))
+    app.include_router(exports_router(tc, sessions, exports))
+    gradio_user = _mount_ui(app, tc, auth, metrics, files, ui_sessions) if settings.ui \
+        else _no_user
+
+    json_limit = settings.max_body_kb * 1024
+    upload_limit = int((settings.upload_max_mb + UPLOAD_SLACK_MB) * 1024 * 1024)
+
+    def body_limit(path: str) -> int | None:
+        if path in ("/api/upload", "/gradio_api/upload"):
+            return upload_limit
+        if path.startswith("/gradio_api/"):
+            # an event carries the whole chat history the browser holds: room for a long one
+            return GRADIO_BODY_FACTOR * json_limit
+        return json_limit if path.startswith(("/api/", "/v1/")) else None
+
+    # added last, so it runs first: credentials before anything reads a body
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(AuthMiddleware, auth=auth, gradio_user=gradio_user, limiter=limiter,
+                       on_refusal=metrics.auth_refused)
+    threading.Thread(target=_warm_up, args=(tc,), name="tablechat-warm-up", daemon=True).start()
+    return app
+
+
+def _mount_ui(app: FastAPI, tc: TableChat, auth: AuthConfig, metrics: Metrics,
+              files: ResultFiles, ui_sessions: UiSessions) -> Callable[[dict[str, str]],
+                                                                      str | None]:
+    """Mount the Gradio UI at ``/``; returns how to read a logged-in user from cookies."""
     blocks = build_ui(tc, metrics, files)
     track(blocks, ui_sessions)  # every event marks its session used
     _calm_queue(blocks)
@@ -118,36 +164,43 @@ def create_app(tc: TableChat) -> FastAPI:
     # added before auth, so it runs after it: anonymous requests are refused by auth first
     app.add_middleware(GradioGuard, after_upload=files.sweep)
     gradio_app = next(r.app for r in app.routes if isinstance(r, Mount))
-
-    def gradio_user(cookies: dict[str, str]) -> str | None:
-        cookie_id = getattr(gradio_app, "cookie_id", "")
-        tokens: dict[str, str] = getattr(gradio_app, "tokens", {})
-        for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
-            token = cookies.get(name)
-            if token and token in tokens:
-                return tokens[token]
-        return None
-
-    json_limit = settings.max_body_kb * 1024
-    upload_limit = int((settings.upload_max_mb + UPLOAD_SLACK_MB) * 1024 * 1024)
-
-    def body_limit(path: str) -> int | None:
-        if path in ("/api/upload", "/gradio_api/upload"):
-            return upload_limit
-        if path.startswith("/gradio_api/"):
-            # an event carries the whole chat history the browser holds: room for a long one
-            return GRADIO_BODY_FACTOR * json_limit
-        return json_limit if path.startswith(("/api/", "/v1/")) else None
-
-    # added last, so it runs first: credentials before anything reads a body
-    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
-    app.add_middleware(AuthMiddleware, auth=auth, gradio_user=gradio_user, limiter=limiter,
-                       on_refusal=metrics.auth_refused)
+    # logins made by any process are valid in every process (issue 15)
+    share_logins(gradio_app, open_store(settings=tc.settings),
+                 max_age=tc.settings.login_hours * 3600)
     # a browser tab's heartbeat stream only ends when Gradio's stop event is set
     stop_event = getattr(gradio_app, "stop_event", None)
     app.state.end_streams = [stop_event.set] if stop_event is not None else []
-    threading.Thread(target=_warm_up, args=(tc,), name="tablechat-warm-up", daemon=True).start()
-    return app
+
+    def gradio_user(cookies: dict[str, str]) -> str | None:
+        cookie_id = getattr(gradio_app, "cookie_id", "")
+        tokens: Mapping[str, str] = getattr(gradio_app, "tokens", {})
+        for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
+            token = cookies.get(name)
+            if token:
+                user = tokens.get(token)
+                if user is not None:
+                    return user
+        return None
+
+    return gradio_user
+
+
+async def _end_streams_on_exit(app: FastAPI) -> None:
+    """End the app's never-ending streams (``app.state.end_streams``: a tab's heartbeat) as
+    soon as the uvicorn serving it starts to shut down, rather than after its graceful timeout
+    (a cancelled stream logs a traceback). uvicorn handles the signals; its handler, a method
+    of its ``Server``, says which server that is."""
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    if not isinstance(server, uvicorn.Server):
+        return  # not uvicorn's main thread (BackgroundServer ends them itself)
+    while not server.should_exit:
+        await asyncio.sleep(POLL_SECONDS)
+    for end in app.state.end_streams:
+        end()
+
+
+def _no_user(_cookies: dict[str, str]) -> str | None:
+    return None
 
 
 def _blocked_paths(tc: TableChat) -> list[str]:
@@ -284,34 +337,49 @@ class BackgroundServer:
         self.wait(timeout)
 
 
-@contextlib.contextmanager
-def _exit_on_signals(server: BackgroundServer) -> Iterator[None]:
-    """In the main thread: SIGINT and SIGTERM ask the server to shut down (a second Ctrl-C
-    stops waiting for open connections), as uvicorn does when it owns the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+APP_FACTORY = "tablechat.web.server:app_from_env"
+
+
+def app_from_env() -> FastAPI:
+    """The app of one server process, built from the environment's settings (``TABLECHAT_*``,
+    the one settings table): what each process of ``tablechat serve --workers N`` runs.
+    uvicorn calls it in the process, on its running loop, which becomes tablechat's loop."""
+    from ..api import connect
+
+    _adopt_running_loop()
+    return create_app(connect())
+
+
+def _adopt_running_loop() -> None:
+    with contextlib.suppress(RuntimeError):  # no loop running: the background loop serves
+        _loop.adopt(asyncio.get_running_loop())
+
+
+def serve(tc: TableChat | None = None, *, host: str | None = None, port: int | None = None,
+          workers: int = 1, app_factory: str = APP_FACTORY, **uvicorn_options: Any) -> None:
+    """Serve until interrupted, with uvicorn's own process manager and signal handling
+    (Ctrl-C and SIGTERM shut it down gracefully).
+
+    With ``tc``, that object is served in this process (``workers`` must be 1). Without it,
+    each of ``workers`` processes builds its app with ``app_factory`` (an import string of a
+    function returning the app; default :func:`app_from_env`, from the environment's
+    settings), without the web UI when there are several. Raises ``SystemExit`` when it
+    cannot start (e.g. the port is taken)."""
+    from ..config import load_settings
+
+    settings = tc.settings if tc is not None else load_settings()
+    uvicorn_options.setdefault("log_level", "info")
+    uvicorn_options.setdefault("timeout_graceful_shutdown", GRACEFUL_SHUTDOWN_SECONDS)
+    where: dict[str, Any] = {"host": host or settings.host, "port": port or settings.port}
+    if tc is not None:
+        if workers != 1:
+            raise ValueError("several workers build their own app: pass no TableChat")
+        uvicorn.run(create_app(tc), lifespan="on", **where, **uvicorn_options)
         return
-    sigs = [signal.SIGINT, signal.SIGTERM]
-    if hasattr(signal, "SIGBREAK"):  # Windows' Ctrl-Break
-        sigs.append(signal.SIGBREAK)
-    previous = {sig: signal.signal(sig, lambda n, _f: server.request_exit(n)) for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def serve(tc: TableChat, *, host: str | None = None, port: int | None = None,
-          **uvicorn_options: Any) -> None:
-    """Serve until interrupted (one process: sessions and uploads live in it). The server
-    runs on the background loop; this thread waits, and Ctrl-C or SIGTERM shut it down
-    gracefully. Raises ``SystemExit(1)`` when it cannot start (e.g. the port is taken)."""
-    server = BackgroundServer(create_app(tc), host=host or tc.settings.host,
-                              port=port or tc.settings.port, **uvicorn_options)
-    with _exit_on_signals(server):
-        server.start()
-        try:
-            server.wait()  # signal handlers run here, in the main thread, while it waits
-        except ServerStartError as exc:
-            raise SystemExit(1) from exc
+    if workers > 1:  # Gradio keeps a tab's queue and state in one process (docs/web.md)
+        os.environ["TABLECHAT_UI"] = "false"
+    prepare = getattr(_metrics_module, "prepare_multiprocess", None)
+    if workers > 1 and prepare is not None:  # every worker's metrics in one registry (weblib)
+        prepare(Path(tempfile.mkdtemp(prefix="tablechat-metrics-")))
+    uvicorn.run(app_factory, factory=True, workers=workers, lifespan="on", **where,
+                **uvicorn_options)

@@ -96,6 +96,11 @@ class UiSessions:
             with contextlib.suppress(Exception):  # a closed database has nothing left anyway
                 self._end(h)
 
+    def release_all(self) -> None:
+        """The server process is stopping: a tab's session lives in this process only (Gradio
+        keeps its queue and state here), so it ends."""
+        self.end_all()
+
     def _end(self, session_hash: str) -> None:
         session = self.key(session_hash)
         self.tc.end_session(session)

@@ -39,7 +39,6 @@ from .. import _loop
 from ..core import TableChat
 from ..redact import scrub
 from ..store import open_store
-from . import metrics as _metrics_module
 from ._asgi import error_body
 from .auth import AuthConfig, AuthMiddleware
 from .bodies import one_line
@@ -49,7 +48,7 @@ from .files import ResultFiles, shared_dir
 from .gradio_guard import GradioGuard, secure_mount
 from .health import HealthView
 from .limits import BodyLimitMiddleware, FailureLimiter
-from .metrics import Metrics
+from .metrics import Metrics, prepare_multiprocess, process_exited
 from .openai_api import openai_router
 from .rest import rest_router
 from .sessions import ApiSessions, sweeping
@@ -99,9 +98,7 @@ def create_app(tc: TableChat) -> FastAPI:
         async with sweeping(sessions, ui_sessions):
             yield
         watcher.cancel()
-        process_exited = getattr(_metrics_module, "process_exited", None)
-        if process_exited is not None:  # prometheus_client's multiprocess files (weblib)
-            process_exited(os.getpid())
+        process_exited(os.getpid())  # its live gauges leave the multiprocess sums
 
     app = FastAPI(title="tablechat", version=__version__, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan)
@@ -378,8 +375,8 @@ def serve(tc: TableChat | None = None, *, host: str | None = None, port: int | N
         return
     if workers > 1:  # Gradio keeps a tab's queue and state in one process (docs/web.md)
         os.environ["TABLECHAT_UI"] = "false"
-    prepare = getattr(_metrics_module, "prepare_multiprocess", None)
-    if workers > 1 and prepare is not None:  # every worker's metrics in one registry (weblib)
-        prepare(Path(tempfile.mkdtemp(prefix="tablechat-metrics-")))
-    uvicorn.run(app_factory, factory=True, workers=workers, lifespan="on", **where,
-                **uvicorn_options)
+    with tempfile.TemporaryDirectory(prefix="tablechat-metrics-") as metrics_dir:
+        if workers > 1:  # every worker's metrics in one registry
+            prepare_multiprocess(Path(metrics_dir))
+        uvicorn.run(app_factory, factory=True, workers=workers, lifespan="on", **where,
+                    **uvicorn_options)

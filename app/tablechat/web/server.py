@@ -40,6 +40,7 @@ from .feedback_api import feedback_router
 from .files import ResultFiles
 from .gradio_guard import GradioGuard, secure_mount
 from .health import HealthView
+from .heap import settle
 from .limits import BodyLimitMiddleware, FailureLimiter
 from .metrics import Metrics
 from .openai_api import openai_router
@@ -60,11 +61,16 @@ PROGRESS_POLL_SECONDS = 0.1
 # the thread waiting for the server wakes this often: a signal delivered to another thread
 # runs its Python handler only when the main thread does
 POLL_SECONDS = 0.25
+# a served app waits this long for its warm-up (schema, engine) before settling its heap
+WARM_UP_SECONDS = 60.0
 GRADIO_BODY_FACTOR = 8  # a Gradio event body may be this many times TABLECHAT_MAX_BODY_KB
 
 
-def create_app(tc: TableChat) -> FastAPI:
-    """The whole server as an ASGI app. ``app.state.metrics`` holds its metrics."""
+def create_app(tc: TableChat, *, settle_heap: bool = False) -> FastAPI:
+    """The whole server as an ASGI app. ``app.state.metrics`` holds its metrics.
+    ``settle_heap``: before it serves, wait for the warm-up and keep the start-up heap out
+    of later garbage collections (``heap.settle``; for a process that only serves, as
+    :func:`serve`)."""
     from .. import __version__
 
     settings = tc.settings
@@ -79,9 +85,15 @@ def create_app(tc: TableChat) -> FastAPI:
     ui_sessions = UiSessions(tc, files, idle_seconds=settings.ui_session_idle_minutes * 60,
                              key=lambda h: session_of(gr.Request(session_hash=h)))
 
+    warm_up = threading.Thread(target=_warm_up, args=(tc,), name="tablechat-warm-up",
+                               daemon=True)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
         health.start()
+        if settle_heap:  # before uvicorn listens: no request waits on the collection
+            await _loop.in_thread(warm_up.join, WARM_UP_SECONDS)
+            settle()
         async with sweeping(sessions, ui_sessions):
             yield
 
@@ -146,7 +158,7 @@ def create_app(tc: TableChat) -> FastAPI:
     # a browser tab's heartbeat stream only ends when Gradio's stop event is set
     stop_event = getattr(gradio_app, "stop_event", None)
     app.state.end_streams = [stop_event.set] if stop_event is not None else []
-    threading.Thread(target=_warm_up, args=(tc,), name="tablechat-warm-up", daemon=True).start()
+    warm_up.start()
     return app
 
 
@@ -307,7 +319,7 @@ def serve(tc: TableChat, *, host: str | None = None, port: int | None = None,
     """Serve until interrupted (one process: sessions and uploads live in it). The server
     runs on the background loop; this thread waits, and Ctrl-C or SIGTERM shut it down
     gracefully. Raises ``SystemExit(1)`` when it cannot start (e.g. the port is taken)."""
-    server = BackgroundServer(create_app(tc), host=host or tc.settings.host,
+    server = BackgroundServer(create_app(tc, settle_heap=True), host=host or tc.settings.host,
                               port=port or tc.settings.port, **uvicorn_options)
     with _exit_on_signals(server):
         server.start()

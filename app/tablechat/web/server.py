@@ -41,7 +41,7 @@ from .files import ResultFiles
 from .gradio_guard import GradioGuard, secure_mount
 from .health import HealthView
 from .heap import settle
-from .limits import BodyLimitMiddleware, FailureLimiter
+from .limits import BodyLimitMiddleware, FailureLimiter, PenaltyBox
 from .metrics import Metrics
 from .openai_api import openai_router
 from .rest import rest_router
@@ -155,6 +155,11 @@ def create_app(tc: TableChat, *, settle_heap: bool = False) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     app.add_middleware(AuthMiddleware, auth=auth, gradio_user=gradio_user, limiter=limiter,
                        on_refusal=metrics.auth_refused)
+    # outermost: a client whose requests keep being refused is refused before any work
+    penalty = FailureLimiter(settings.penalty_refusals or 1, settings.penalty_window)
+    app.state.penalty_limiter = penalty
+    if settings.penalty_refusals:
+        app.add_middleware(PenaltyBox, limiter=penalty, delay=settings.penalty_delay)
     # a browser tab's heartbeat stream only ends when Gradio's stop event is set
     stop_event = getattr(gradio_app, "stop_event", None)
     app.state.end_streams = [stop_event.set] if stop_event is not None else []

@@ -117,7 +117,8 @@ def test_successes_never_count_and_refusals_age_out(server: LiveServer,
 
 def test_a_boxed_client_waits_and_cannot_pile_up_requests(demo_db: Path) -> None:
     """With a hold, a boxed client's 429s wait; past MAX_HELD waiting at once from one address,
-    the next is answered at once and its connection closed. Another address is not held."""
+    the next is answered at once and its connection closed. An address never refused is not
+    held; one with a refusal is (for delay / PENALTY_REFUSALS)."""
     live = start(demo_db, penalty_delay=30)
     try:
         box = live.app.middleware_stack
@@ -150,6 +151,22 @@ def test_a_boxed_client_waits_and_cannot_pile_up_requests(demo_db: Path) -> None
         with client(live, 22) as http:
             assert http.get("/healthz").status_code == 200
         assert replies == []
+        # one refusal short of the box: the request is handled, after a hold of its own
+        limiter.fail("ip:127.0.0.23")
+        slowed: list[httpx.Response] = []
+
+        def slow() -> None:
+            try:
+                with client(live, 23) as http:
+                    slowed.append(http.get("/healthz"))
+            except httpx.HTTPError:
+                pass
+
+        threading.Thread(target=slow, daemon=True).start()
+        while box._held.get("ip:127.0.0.23", 0) < 1:
+            assert time.monotonic() < deadline, "the request was not slowed"
+            time.sleep(0.01)
+        assert slowed == []
     finally:
         live.stop()
         live.tc.close()

@@ -33,7 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench import Row, percentile
+from bench import Row, bench_web, percentile
 from bench.bench_web import _Conn, _free_port, _wait
 
 CLIENTS = 32
@@ -50,46 +50,9 @@ UI_USER, UI_PASSWORD = "mallory", "bench-ui-password"
 
 
 def _model() -> Any:
-    """200 ms per call; ``SQL:<text>`` questions come back as that SQL (the hostile model)."""
-    from langchain_core.language_models import BaseChatModel
-    from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-
-    def reply(messages: list[BaseMessage]) -> str:
-        text = "\n".join(str(m.content) for m in messages)
-        last = str(messages[-1].content)
-        if "You route messages" in last:
-            return "data"
-        if "SQL that was run" in last:
-            return "Here is the result."
-        if "Rewrite the latest message" in last:
-            return QUESTION
-        marker = text.rfind("SQL:")
-        if marker >= 0:
-            return text[marker + 4:].split("\n", 1)[0]
-        return "SELECT count(*) AS customers FROM customers"
-
-    class AttackModel(BaseChatModel):
-        @property
-        def _llm_type(self) -> str:
-            return "attack-bench"
-
-        def _generate(self, messages: list[BaseMessage], stop: Any = None,
-                      run_manager: Any = None, **kwargs: Any) -> ChatResult:
-            time.sleep(0.2)
-            return ChatResult(generations=[ChatGeneration(message=AIMessage(reply(messages)))])
-
-        async def _agenerate(self, messages: list[BaseMessage], stop: Any = None,
-                             run_manager: Any = None, **kwargs: Any) -> ChatResult:
-            await asyncio.sleep(0.2)
-            return ChatResult(generations=[ChatGeneration(message=AIMessage(reply(messages)))])
-
-        async def _astream(self, messages: list[BaseMessage], stop: Any = None,
-                           run_manager: Any = None, **kwargs: Any) -> Any:
-            await asyncio.sleep(0.2)
-            yield ChatGenerationChunk(message=AIMessageChunk(content=reply(messages)))
-
-    return AttackModel()
+    """bench_web's scripted model (200 ms per call) whose ``SQL:<text>`` questions come back
+    as that SQL: the hostile model."""
+    return bench_web._model(answer="Here is the result.", echo_sql=True)
 
 
 def serve(port: int) -> None:

@@ -31,8 +31,11 @@ QUESTION = "How many customers are there?"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _model() -> Any:
-    """A chat model that answers by the prompt's kind after 200 ms, like a steady server."""
+def _model(answer: str = "There are 5,000 customers.", echo_sql: bool = False,
+           latency: float = LATENCY) -> Any:
+    """A chat model that answers by the prompt's kind after ``latency`` seconds, like a steady
+    server. ``echo_sql``: a question holding ``SQL:<text>`` is "answered" with that SQL (the
+    hostile model of bench_attack), so a client can make it write any SQL."""
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
     from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -42,9 +45,14 @@ def _model() -> Any:
         if "You route messages" in last:
             return "data"
         if "SQL that was run" in last:
-            return "There are 5,000 customers."
+            return answer
         if "Rewrite the latest message" in last:
             return QUESTION
+        if echo_sql:
+            text = "\n".join(str(m.content) for m in messages)
+            marker = text.rfind("SQL:")
+            if marker >= 0:
+                return text[marker + 4:].split("\n", 1)[0]
         return "SELECT count(*) AS customers FROM customers"
 
     class FixedLatencyModel(BaseChatModel):
@@ -54,18 +62,18 @@ def _model() -> Any:
 
         def _generate(self, messages: list[BaseMessage], stop: Any = None,
                       run_manager: Any = None, **kwargs: Any) -> ChatResult:
-            time.sleep(LATENCY)
+            time.sleep(latency)
             return ChatResult(generations=[ChatGeneration(message=AIMessage(reply(messages)))])
 
         async def _agenerate(self, messages: list[BaseMessage], stop: Any = None,
                              run_manager: Any = None, **kwargs: Any) -> ChatResult:
-            await asyncio.sleep(LATENCY)
+            await asyncio.sleep(latency)
             return ChatResult(generations=[ChatGeneration(message=AIMessage(reply(messages)))])
 
         async def _astream(self, messages: list[BaseMessage], stop: Any = None,
                            run_manager: Any = None, **kwargs: Any
                            ) -> AsyncIterator[ChatGenerationChunk]:
-            await asyncio.sleep(LATENCY)
+            await asyncio.sleep(latency)
             for word in reply(messages).split(" "):
                 yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
 

@@ -24,6 +24,10 @@ os.environ["TABLECHAT_STORE"] = f"sqlite:///{_STORE_DIR}/store.sqlite"
 # and a shared directory of its own (API sessions' uploads, exports), beside that store
 os.environ["TABLECHAT_SHARED_DIR"] = f"{_STORE_DIR}/shared"
 atexit.register(shutil.rmtree, _STORE_DIR, True)
+# Modules share one server and send refusals on purpose, all from 127.0.0.1: the penalty box
+# would answer them 429 after a few. It is off here and tested on its own
+# (tests/security/test_penalty.py turns it on).
+os.environ["TABLECHAT_PENALTY_REFUSALS"] = "0"
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"

@@ -244,6 +244,21 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Seconds a failed login or API credential counts against its "
         "client address and user name.",
     )
+    penalty_refusals: int = Field(
+        10, ge=0, description="Refused requests (a malformed or oversized body, wrong "
+        "credentials, a file or URL the client may not name: HTTP 400, 401, 403, 413, 422 ...) "
+        "allowed per client address within TABLECHAT_PENALTY_WINDOW; past that every request "
+        "from the address is answered 429 before any work. 0 turns the penalty box off.",
+    )
+    penalty_window: float = Field(
+        60.0, gt=0, description="Seconds a refused request counts against its client address "
+        "(the penalty box lets a client out once its refusals are this old).",
+    )
+    penalty_delay: float = Field(
+        1.0, ge=0, le=30, description="Seconds the penalty box holds each 429 before sending "
+        "it (at most 4 at once per address), so a client that ignores Retry-After cannot turn "
+        "cheap refusals into a flood.",
+    )
     max_body_kb: int = Field(
         1024, gt=0, description="Largest request body /api and /v1 accept, in KB (uploads: "
         "TABLECHAT_UPLOAD_MAX_MB plus 1 MB); larger bodies are answered 413.",

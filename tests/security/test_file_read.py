@@ -23,23 +23,6 @@ ENVIRON = "/proc/self/environ"
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Gradio's upload and cache folder, this module's own (other tests share /tmp/gradio)."""
-    folder = tmp_path_factory.mktemp("gradio-cache").resolve()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
-def server(demo_db: Path, cache: Path) -> Iterator[LiveServer]:
-    tc = tablechat.connect(demo_db, llm=ScriptedChatModel())
-    live = LiveServer(tc).start()
-    yield live
-    live.stop()
-
-
-@pytest.fixture(scope="module")
 def http(server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client

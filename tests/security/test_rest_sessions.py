@@ -23,13 +23,7 @@ PETS = ("pets.csv", b"name,age\nrex,3\nfido,5\n", "text/csv")
 COUNT = {"question": "How many rows are in pets?"}
 
 
-@pytest.fixture(scope="module")
-def server(demo_db: Path) -> Iterator[LiveServer]:
-    tc = tablechat.connect(demo_db, llm=ScriptedChatModel(), max_api_sessions=20)
-    live = LiveServer(tc).start()
-    yield live
-    live.stop()
-    tc.close()
+SERVER_SETTINGS = {"max_api_sessions": 20}  # the module's server (tests/security/conftest.py)
 
 
 @pytest.fixture()

@@ -19,31 +19,12 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-import tablechat
 from tablechat.errors import TableChatError
 from tablechat.web.ui_sessions import UiSessions
-from tests.test_web_support import LiveServer, ScriptedChatModel
+from tests.test_web_support import LiveServer
 
 PETS = b"name,age\nrex,3\nfido,5\nkitty,2\n"
 RAW_SESSIONS = 200
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Gradio's cache folder, this module's own."""
-    folder = tmp_path_factory.mktemp("gradio-expire").resolve()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
-def server(demo_db: Path, cache: Path) -> Iterator[LiveServer]:
-    tc = tablechat.connect(demo_db, llm=ScriptedChatModel())
-    live = LiveServer(tc).start()
-    yield live
-    live.stop()
-    tc.close()
 
 
 @pytest.fixture()

@@ -47,7 +47,8 @@ from .feedback_api import feedback_router
 from .files import ResultFiles, shared_dir
 from .gradio_guard import GradioGuard, secure_mount
 from .health import HealthView
-from .limits import BodyLimitMiddleware, FailureLimiter
+from .heap import settle
+from .limits import BodyLimitMiddleware, FailureLimiter, PenaltyBox
 from .metrics import Metrics, prepare_multiprocess, process_exited
 from .openai_api import openai_router
 from .rest import rest_router
@@ -67,11 +68,16 @@ QUEUE_POLL_SECONDS = 0.02
 PROGRESS_POLL_SECONDS = 0.1
 # BackgroundServer.wait looks at its server this often
 POLL_SECONDS = 0.25
+# a served app waits this long for its warm-up (schema, engine) before settling its heap
+WARM_UP_SECONDS = 60.0
 GRADIO_BODY_FACTOR = 8  # a Gradio event body may be this many times TABLECHAT_MAX_BODY_KB
 
 
-def create_app(tc: TableChat) -> FastAPI:
-    """The whole server as an ASGI app. ``app.state.metrics`` holds its metrics."""
+def create_app(tc: TableChat, *, settle_heap: bool = False) -> FastAPI:
+    """The whole server as an ASGI app. ``app.state.metrics`` holds its metrics.
+    ``settle_heap``: before it serves, wait for the warm-up and keep the start-up heap out
+    of later garbage collections (``heap.settle``; for a process that only serves, as
+    :func:`serve`)."""
     from .. import __version__
 
     settings = tc.settings
@@ -89,11 +95,16 @@ def create_app(tc: TableChat) -> FastAPI:
     # tabs that never unload end when idle: their uploads, files and state with them
     ui_sessions = UiSessions(tc, files, idle_seconds=settings.ui_session_idle_minutes * 60,
                              key=lambda h: session_of(gr.Request(session_hash=h)))
+    warm_up = threading.Thread(target=_warm_up, args=(tc,), name="tablechat-warm-up",
+                               daemon=True)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
         _adopt_running_loop()  # uvicorn's loop runs the questions too (no-op when it already is)
         health.start()
+        if settle_heap:  # before uvicorn listens: no request waits on the collection
+            await _loop.in_thread(warm_up.join, WARM_UP_SECONDS)
+            settle()
         watcher = asyncio.create_task(_end_streams_on_exit(app))
         async with sweeping(sessions, ui_sessions):
             yield
@@ -132,7 +143,12 @@ def create_app(tc: TableChat) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     app.add_middleware(AuthMiddleware, auth=auth, gradio_user=gradio_user, limiter=limiter,
                        on_refusal=metrics.auth_refused)
-    threading.Thread(target=_warm_up, args=(tc,), name="tablechat-warm-up", daemon=True).start()
+    # outermost: a client whose requests keep being refused is refused before any work
+    penalty = FailureLimiter(settings.penalty_refusals or 1, settings.penalty_window)
+    app.state.penalty_limiter = penalty
+    if settings.penalty_refusals:
+        app.add_middleware(PenaltyBox, limiter=penalty, delay=settings.penalty_delay)
+    warm_up.start()
     return app
 
 
@@ -344,7 +360,7 @@ def app_from_env() -> FastAPI:
     from ..api import connect
 
     _adopt_running_loop()
-    return create_app(connect())
+    return create_app(connect(), settle_heap=True)
 
 
 def _adopt_running_loop() -> None:
@@ -371,7 +387,7 @@ def serve(tc: TableChat | None = None, *, host: str | None = None, port: int | N
     if tc is not None:
         if workers != 1:
             raise ValueError("several workers build their own app: pass no TableChat")
-        uvicorn.run(create_app(tc), lifespan="on", **where, **uvicorn_options)
+        uvicorn.run(create_app(tc, settle_heap=True), lifespan="on", **where, **uvicorn_options)
         return
     if workers > 1:  # Gradio keeps a tab's queue and state in one process (docs/web.md)
         os.environ["TABLECHAT_UI"] = "false"

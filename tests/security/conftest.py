@@ -1,0 +1,36 @@
+"""Fixtures shared by the security modules: Gradio's cache folder of the module's own, and a
+live server (``tablechat serve`` on 127.0.0.1) on the demo database with the scripted model.
+
+A module sets ``SERVER_SETTINGS`` (keyword arguments of ``tablechat.connect``) to configure
+its server, or defines a ``server`` fixture of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tablechat
+from tests.test_web_support import LiveServer, ScriptedChatModel
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Gradio's upload and cache folder, this module's own (other tests share /tmp/gradio)."""
+    folder = tmp_path_factory.mktemp("gradio-cache").resolve()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest, demo_db: Path, cache: Path) -> Iterator[LiveServer]:
+    """The module's live server (``SERVER_SETTINGS`` of the module, if any)."""
+    settings = getattr(request.module, "SERVER_SETTINGS", {})
+    tc = tablechat.connect(demo_db, llm=ScriptedChatModel(), **settings)
+    live = LiveServer(tc).start()
+    yield live
+    live.stop()
+    tc.close()

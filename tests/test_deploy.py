@@ -49,6 +49,9 @@ VLLM_IMAGE = re.compile(r"^vllm/vllm-openai:v\d+\.\d+\.\d+(-[\w.]+)?$")
 # loading
 
 
+WORKLOADS = ("Deployment", "StatefulSet")
+
+
 def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
 
@@ -181,7 +184,7 @@ def test_compose_and_k8s_run_vllm_with_exactly_the_recommended_flags(
     compose: dict[str, Any], k8s: list[dict[str, Any]]
 ) -> None:
     recommended = recommended_flags()
-    k8s_args = container(find(k8s, "Deployment", "vllm"), "vllm")["args"]
+    k8s_args = container(find(k8s, "StatefulSet", "vllm"), "vllm")["args"]
     for where, args in [("compose", compose["services"]["vllm"]["command"]), ("k8s", k8s_args)]:
         positionals, flags = split_vllm_args([str(a) for a in args])
         assert len(positionals) == 1, f"{where}: the model, positionally, and nothing else"
@@ -231,7 +234,7 @@ def test_compose_has_vllm_and_app(compose: dict[str, Any]) -> None:
 def test_compose_vllm_image_is_pinned(compose: dict[str, Any], k8s: list[dict[str, Any]]) -> None:
     image = compose["services"]["vllm"]["image"]
     assert VLLM_IMAGE.match(image), f"pin a release tag, not {image!r}"
-    assert container(find(k8s, "Deployment", "vllm"), "vllm")["image"] == image
+    assert container(find(k8s, "StatefulSet", "vllm"), "vllm")["image"] == image
 
 
 def test_compose_vllm_reserves_a_gpu(compose: dict[str, Any]) -> None:
@@ -348,8 +351,8 @@ def test_kustomization_lists_every_manifest(k8s_files: dict[str, list[dict[str, 
     assert not [n for n in listed if n.endswith(".example.yaml")]
 
 
-def test_vllm_deployment(k8s: list[dict[str, Any]]) -> None:
-    deployment = find(k8s, "Deployment", "vllm")
+def test_vllm_replicas(k8s: list[dict[str, Any]]) -> None:
+    deployment = find(k8s, "StatefulSet", "vllm")
     pod = deployment["spec"]["template"]["spec"]
     vllm = container(deployment, "vllm")
     assert int(vllm["resources"]["limits"]["nvidia.com/gpu"]) >= 1
@@ -361,8 +364,12 @@ def test_vllm_deployment(k8s: list[dict[str, Any]]) -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in vllm["volumeMounts"]}
     assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
-    claim = volumes[mounts["/root/.cache/huggingface"]]["persistentVolumeClaim"]["claimName"]
-    find(k8s, "PersistentVolumeClaim", claim)
+    # replicas behind the Service, each with its own model cache (a ReadWriteOnce claim each)
+    assert deployment["spec"]["replicas"] >= 2
+    assert mounts["/root/.cache/huggingface"] not in volumes
+    (cache,) = [t for t in deployment["spec"]["volumeClaimTemplates"]
+                if t["metadata"]["name"] == mounts["/root/.cache/huggingface"]]
+    assert cache["spec"]["accessModes"] == ["ReadWriteOnce"]
     env = {e["name"]: e for e in vllm["env"]}
     assert "secretKeyRef" in env["VLLM_API_KEY"]["valueFrom"]
     _, flags = split_vllm_args(vllm["args"])
@@ -398,7 +405,7 @@ def test_config_and_secret_references_resolve(
         for o in k8s_files["secret.example.yaml"]
         if o["kind"] == "Secret"
     }
-    for deployment in (o for o in k8s if o["kind"] == "Deployment"):
+    for deployment in (o for o in k8s if o["kind"] in WORKLOADS):
         for c in deployment["spec"]["template"]["spec"]["containers"]:
             for source in c.get("envFrom", []):
                 if "configMapRef" in source:
@@ -423,7 +430,7 @@ def test_services_target_container_ports(k8s: list[dict[str, Any]]) -> None:
         pods = [
             d["spec"]["template"]
             for d in k8s
-            if d["kind"] == "Deployment"
+            if d["kind"] in WORKLOADS
             and selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
         ]
         assert pods, f"Service {service['metadata']['name']} selects no Deployment's pods"
@@ -446,7 +453,7 @@ def test_app_llm_url_points_at_the_vllm_service(k8s: list[dict[str, Any]]) -> No
 
 def test_network_policy_lets_only_the_app_reach_vllm(k8s: list[dict[str, Any]]) -> None:
     policies = [o for o in k8s if o["kind"] == "NetworkPolicy"]
-    vllm_labels = find(k8s, "Deployment", "vllm")["spec"]["template"]["metadata"]["labels"]
+    vllm_labels = find(k8s, "StatefulSet", "vllm")["spec"]["template"]["metadata"]["labels"]
     app_labels = find(k8s, "Deployment", "tablechat")["spec"]["template"]["metadata"]["labels"]
     (policy,) = [
         p
@@ -458,6 +465,98 @@ def test_network_policy_lets_only_the_app_reach_vllm(k8s: list[dict[str, Any]]) 
     assert peer["podSelector"]["matchLabels"].items() <= app_labels.items()
 
 
+def _env(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def test_app_replicas_share_one_store_and_one_volume(k8s: list[dict[str, Any]]) -> None:
+    """Issue 15: any replica answers any API request, so every app pod names the same store
+    (the PostgreSQL StatefulSet's Service) and mounts the same ReadWriteMany volume where
+    TABLECHAT_SHARED_DIR says."""
+    config = find(k8s, "ConfigMap", "tablechat-config")["data"]
+    store_service = find(k8s, "Service", "tablechat-store")
+    find(k8s, "StatefulSet", "tablechat-store")
+    stores = set()
+    for name in ("tablechat", "tablechat-api"):
+        deployment = find(k8s, "Deployment", name)
+        pod = deployment["spec"]["template"]["spec"]
+        app = container(deployment, "tablechat")
+        env = _env(app)
+        url = urlsplit(env["TABLECHAT_STORE"]["value"].replace("$(STORE_PASSWORD)", "pw"))
+        assert url.scheme == "postgresql+psycopg" and url.password == "pw", name
+        assert url.hostname == store_service["metadata"]["name"], name
+        assert url.port in [port["port"] for port in store_service["spec"]["ports"]], name
+        names = list(env)
+        assert names.index("STORE_PASSWORD") < names.index("TABLECHAT_STORE"), \
+            "$(VAR) expands only variables defined before it"
+        stores.add(env["TABLECHAT_STORE"]["value"])
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in app["volumeMounts"]}
+        claim = volumes[mounts[config["TABLECHAT_SHARED_DIR"]]]["persistentVolumeClaim"]
+        shared = find(k8s, "PersistentVolumeClaim", claim["claimName"])
+        assert shared["spec"]["accessModes"] == ["ReadWriteMany"], "mounted by every pod"
+    assert len(stores) == 1
+
+
+def test_api_replicas_run_workers_without_affinity(k8s: list[dict[str, Any]]) -> None:
+    """The API Deployment: several processes per pod and several pods, no UI, a Service
+    without affinity; the UI's Service keeps a client on one pod (Gradio's queue)."""
+    api = find(k8s, "Deployment", "tablechat-api")
+    assert api["spec"]["replicas"] >= 2
+    env = _env(container(api, "tablechat"))
+    assert int(env["TABLECHAT_WORKERS"]["value"]) >= 2
+    assert env["TABLECHAT_UI"]["value"] == "false"
+    api_service, ui_service = find(k8s, "Service", "tablechat-api"), find(k8s, "Service", "tablechat")
+    api_labels = api["spec"]["template"]["metadata"]["labels"]
+    ui_labels = find(k8s, "Deployment", "tablechat")["spec"]["template"]["metadata"]["labels"]
+    assert api_service["spec"]["selector"].items() <= api_labels.items()
+    assert not api_service["spec"]["selector"].items() <= ui_labels.items()
+    assert ui_service["spec"]["selector"].items() <= ui_labels.items()
+    assert not ui_service["spec"]["selector"].items() <= api_labels.items()
+    assert api_service["spec"].get("sessionAffinity", "None") == "None"
+    assert ui_service["spec"]["sessionAffinity"] == "ClientIP"
+
+
+def test_network_policy_lets_only_the_app_reach_the_store(k8s: list[dict[str, Any]]) -> None:
+    store_labels = find(k8s, "StatefulSet", "tablechat-store")["spec"]["template"]["metadata"][
+        "labels"]
+    (policy,) = [p for p in k8s if p["kind"] == "NetworkPolicy"
+                 and p["spec"]["podSelector"]["matchLabels"].items() <= store_labels.items()]
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    for name in ("tablechat", "tablechat-api"):
+        labels = find(k8s, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        assert peer["podSelector"]["matchLabels"].items() <= labels.items(), name
+
+
+def test_compose_runs_api_replicas_on_one_store_and_volume(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {"store", "app", "api"} <= set(services)
+    app_env, api_env = compose_env(services["app"]), compose_env(services["api"])
+    assert app_env["TABLECHAT_STORE"] == api_env["TABLECHAT_STORE"]
+    assert urlsplit(re.sub(r"\$\{[^}]*\}", "pw", app_env["TABLECHAT_STORE"])).hostname == "store"
+    assert "${STORE_PASSWORD:?" in app_env["TABLECHAT_STORE"], "required, never a default"
+    assert app_env["TABLECHAT_SHARED_DIR"] == api_env["TABLECHAT_SHARED_DIR"]
+    for name in ("app", "api"):
+        mounts = {m.split(":")[1]: m.split(":")[0] for m in services[name]["volumes"]}
+        assert mounts[app_env["TABLECHAT_SHARED_DIR"]] == "shared", name
+        assert services[name]["depends_on"]["store"]["condition"] == "service_healthy"
+    assert "shared" in compose["volumes"]
+    assert api_env["TABLECHAT_UI"] == "false"
+    assert str(services["api"]["deploy"]["replicas"]).startswith("${API_REPLICAS")
+    assert "pg_isready" in services["store"]["healthcheck"]["test"]
+
+
+def test_dockerfile_installs_the_server_and_the_postgres_driver() -> None:
+    """The core wheel has no web server since the extras split (issue 15): the image installs
+    the web and postgres extras, or `tablechat serve` cannot start in it."""
+    text = DOCKERFILE.read_text()
+    installs = [line for line in text.splitlines() if "pip install" in line or "pip wheel" in line]
+    assert installs and all('tablechat[web,postgres]' in line or '".[web,postgres]"' in line
+                            for line in installs), installs
+    assert "install -d -o tablechat -g tablechat -m 0750 /var/lib/tablechat-shared" in text
+
+
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 def test_kustomize_builds() -> None:
     built = subprocess.run(
@@ -465,7 +564,8 @@ def test_kustomize_builds() -> None:
     )
     assert built.returncode == 0, built.stderr
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(built.stdout) if d)
-    assert kinds.count("Deployment") == 2
+    assert kinds.count("Deployment") == 2  # the UI's and the API's
+    assert kinds.count("StatefulSet") == 2  # vLLM and the store
     assert "Secret" not in kinds
 
 

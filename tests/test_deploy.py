@@ -506,7 +506,8 @@ def test_api_replicas_run_workers_without_affinity(k8s: list[dict[str, Any]]) ->
     env = _env(container(api, "tablechat"))
     assert int(env["TABLECHAT_WORKERS"]["value"]) >= 2
     assert env["TABLECHAT_UI"]["value"] == "false"
-    api_service, ui_service = find(k8s, "Service", "tablechat-api"), find(k8s, "Service", "tablechat")
+    api_service = find(k8s, "Service", "tablechat-api")
+    ui_service = find(k8s, "Service", "tablechat")
     api_labels = api["spec"]["template"]["metadata"]["labels"]
     ui_labels = find(k8s, "Deployment", "tablechat")["spec"]["template"]["metadata"]["labels"]
     assert api_service["spec"]["selector"].items() <= api_labels.items()

@@ -26,7 +26,8 @@ from pydantic import Field
 import tablechat
 from tablechat import _loop
 from tablechat.web.server import BackgroundServer, ServerStartError, create_app
-from tests.test_web_support import LiveServer, ScriptedChatModel, free_port, live_server
+from tests.support.serving import serving
+from tests.test_web_support import LiveServer, ScriptedChatModel, live_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,30 +173,11 @@ def test_json_answers_take_the_sentence_in_one_reply_streams_stream_it(demo_db: 
 # --- `tablechat serve` ----------------------------------------------------------------------
 @pytest.fixture()
 def serve_process(demo_db: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port = free_port()
     env = {**os.environ, "TABLECHAT_LLM_URL": "", "TABLECHAT_AUTH": "",
            "TABLECHAT_API_KEYS": "", "PYTHONPATH": os.pathsep.join(
                [str(ROOT / "app"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tablechat", "serve", "--db", str(demo_db), "--host",
-         "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "tablechat serve did not start"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    with serving(demo_db, env) as served:
+        yield served
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

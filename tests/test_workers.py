@@ -9,16 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.test_web_support import free_port
+from tests.support.serving import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 PETS = ("pets.csv", b"name,age\nrex,3\nfido,5\n", "text/csv")
@@ -30,33 +27,6 @@ def _env(tmp_path: Path) -> dict[str, str]:
             "TABLECHAT_API_KEYS": "", "TABLECHAT_STORE": f"sqlite:///{tmp_path}/store.sqlite",
             "TABLECHAT_SHARED_DIR": str(tmp_path / "shared"),
             "PYTHONPATH": os.pathsep.join([str(ROOT / "app"), os.environ.get("PYTHONPATH", "")])}
-
-
-@contextmanager
-def serving(demo_db: Path, env: dict[str, str], *extra: str
-            ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``tablechat serve`` on a free port, until it answers ``/healthz``."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tablechat", "serve", "--db", str(demo_db), "--host",
-         "127.0.0.1", "--port", str(port), *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "tablechat serve did not start"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 def test_one_sessions_requests_alternate_between_two_processes(demo_db: Path,

@@ -52,8 +52,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="write one JSON line per question (id, db, question, gold_sql, "
                    "predicted_sql, correct, answered, error, latency, usage, kind)")
-    p.add_argument("--workers", type=_positive, default=4, metavar="N",
-                   help="questions run at once (threads) [default: 4]")
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+                   help="questions run at once (threads) [default: with --engine llm the LLM "
+                   "server's parallel slots (llama.cpp's /props total_slots), else 4]")
     p.add_argument("--llm-url", metavar="URL",
                    help="OpenAI-compatible base URL for --engine llm (default: "
                    "TABLECHAT_LLM_URL)")

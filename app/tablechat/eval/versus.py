@@ -186,20 +186,21 @@ def run_versus(dataset: Dataset, options: EvalOptions, *,
         except TableChatError as exc:
             raise EvalError(str(exc)) from exc
         asking = time.perf_counter() - start
-        same = replace(options, llm_url=http_url, llm_model=model, workers=workers)
+        same = replace(options, llm_url=http_url, llm_model=model)
+        # tablechat finds its workers itself (run_eval), as `tablechat eval` does
         ours = run_eval(dataset, replace(same, engine="llm"),
                         progress=progress(OURS, len(dataset.questions)) if progress else None)
 
         def predict(q: Question) -> Any:
             return predictions[q.id].answer
 
-        theirs = run_eval(dataset, replace(same, engine=CLASSIC, predict=predict))
+        theirs = run_eval(dataset, replace(same, engine=CLASSIC, predict=predict,
+                                           workers=workers))
     for result in theirs.results:  # the time the chain took, not the scoring's
         if result.id in predictions:
             result.latency = predictions[result.id].latency
     theirs.wall_time += asking
-    for run in (ours, theirs):
-        run.workers, run.workers_from = workers, workers_from
+    theirs.workers, theirs.workers_from = workers, workers_from
     return Versus(ours, theirs, model, workers, workers_from)
 
 

@@ -48,7 +48,7 @@ def main() -> int:
     parser.add_argument("only", nargs="*", help="run only these modules (e.g. guard web)")
     parser.add_argument("--limit", type=int, metavar="N",
                         help="questions for the real-model benchmarks that ask a question set "
-                        "(classic: default 5; grammar: default 20)")
+                        "(classic: default 3; grammar: default 20)")
     args = parser.parse_args()
     here = Path(__file__).parent
     names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))

@@ -10,8 +10,9 @@ server and temperature, scored by the same harness. "ours" is tablechat, "theirs
 chain; the goals are issue 13's.
 
 ``python -m bench classic`` prints it; ``python -m bench classic --limit N`` asks N questions
-(default ``QUESTIONS`` = 5: about 5-10 minutes on the loaded 2-core machine, where a question
-takes tablechat ~10-100 s and the classic chain ~5-30 s).
+(default ``QUESTIONS`` = 3, so ``make bench`` stays bounded: on the shared 2-core machine one
+question took tablechat 945 s and the classic chain 76 s with another model run beside it; the
+whole comparison is ``tablechat eval data/questions/demo.jsonl --vs classic``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from bench import Row
 if TYPE_CHECKING:
     from tablechat.eval.versus import Figures
 
-QUESTIONS = 5
+QUESTIONS = 3
 N_CTX = 4096  # the embedded backend's default window: the demo schema fits whole
 ROOT = Path(__file__).resolve().parents[1]
 

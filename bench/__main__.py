@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import pkgutil
 import sys
 import time
@@ -45,6 +46,9 @@ def print_table(rows: list[Row]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     parser.add_argument("only", nargs="*", help="run only these modules (e.g. guard web)")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="questions for the real-model benchmarks that ask a question set "
+                        "(classic: default 3; grammar: default 20)")
     args = parser.parse_args()
     here = Path(__file__).parent
     names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
@@ -56,8 +60,11 @@ def main() -> int:
         start = time.perf_counter()
         print(f"running {name} …", file=sys.stderr, flush=True)
         module = importlib.import_module(f"bench.{name}")
+        options = {}
+        if args.limit is not None and "limit" in inspect.signature(module.run).parameters:
+            options["limit"] = args.limit
         try:
-            rows.extend(module.run())
+            rows.extend(module.run(**options))
         except Exception as exc:  # one broken benchmark must not hide the others
             failed = True
             print(f"{name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -34,8 +34,9 @@ Control API (loopback clients only; never logged):
   tokens; a non-streamed reply waits ``token_delay * tokens``), ``fault``, ``fault_after``
   (content tokens streamed before the fault; default half), ``finish_reason``,
   ``tool_calls`` (``[{"name": ..., "arguments": {...}}]``; finish_reason becomes
-  ``tool_calls``). ``max_tokens``/``max_completion_tokens`` truncate the content
-  (finish_reason ``length``).
+  ``tool_calls``), ``cached_tokens`` (reported as ``usage.prompt_tokens_details``, as vLLM
+  with ``--enable-prompt-tokens-details`` and llama.cpp do). ``max_tokens``/
+  ``max_completion_tokens`` truncate the content (finish_reason ``length``).
 - Faults. ``"malformed_sse"``: a ``data:`` line of broken JSON mid-stream (non-stream: a
   truncated JSON body). ``"drop"``: the connection is closed mid-stream (non-stream: closed
   without any response). ``"hang"``: nothing is ever sent. ``"stall"``: headers and half the
@@ -83,6 +84,7 @@ REPLY_KEYS = frozenset(
         "status",
         "error",
         "retry_after",
+        "cached_tokens",
         "delay",
         "token_delay",
         "fault",
@@ -672,11 +674,13 @@ class Handler(BaseHTTPRequestHandler):
         n_completion = len(pieces) + sum(
             len(prompt_pieces(str(tc["function"]["arguments"]))) + 1 for tc in tool_calls
         )
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": n_prompt,
             "total_tokens": n_prompt + n_completion,
             "completion_tokens": n_completion,
         }
+        if reply.get("cached_tokens") is not None:  # vLLM's --enable-prompt-tokens-details
+            usage["prompt_tokens_details"] = {"cached_tokens": int(reply["cached_tokens"])}
         meta = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "created": int(time.time()),
@@ -741,7 +745,7 @@ class Handler(BaseHTTPRequestHandler):
             ],
             "service_tier": None,
             "system_fingerprint": None,
-            "usage": {**usage, "prompt_tokens_details": None},
+            "usage": {"prompt_tokens_details": None, **usage},
             "prompt_logprobs": None,
             "kv_transfer_params": None,
         }

@@ -188,6 +188,15 @@ class LLMBackend:
         """Calls to send at once (None: as many as the caller makes)."""
         return None
 
+    def slots(self, info: ServerInfo | None) -> int | None:
+        """Requests the server runs at once, as far as it says (None: it does not say).
+
+        What a client should send at once to keep it busy without queueing: ``tablechat
+        eval`` runs that many questions at a time. llama.cpp reports ``total_slots`` in
+        ``/props``; vLLM batches whatever arrives and says nothing.
+        """
+        return self.max_concurrency or (info.slots if info is not None else None)
+
     # -- probing -----------------------------------------------------------------------------
     def describe(self, info: ServerInfo, cards: list[dict[str, Any]]) -> ServerInfo:
         """Add what this server tells beyond ``/v1/models`` (context length, slots)."""

@@ -12,6 +12,7 @@ from .datasets import DatasetError, load_dataset
 from .harness import ENGINES, EvalError, EvalOptions, run_eval
 from .report import Progress, ReportWriter, format_summary, summarize, summary_json
 from .split import DEFAULT_TARGET, cross_validate, format_split
+from .versus import SYSTEMS, cmd_versus
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -39,10 +40,15 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="a dataset folder (questions.jsonl + databases/<db_id>/load.sql, like "
                    "../shared/eval/spider_dev) or a questions .jsonl file "
                    "(db_id 'demo' = the demo database)")
-    p.add_argument("--engine", choices=ENGINES, default="offline",
+    p.add_argument("--engine", choices=ENGINES, default=None,
                    help="offline: no LLM; llm: an LLM server (--llm-url); gold: the gold SQL "
                    "itself, through the guard and the sandbox (checks the harness) "
-                   "[default: offline]")
+                   "[default: offline; llm with --vs]")
+    p.add_argument("--vs", choices=SYSTEMS, metavar="SYSTEM",
+                   help="also run LangChain's classic SQL chain (create_sql_query_chain + "
+                   "SQLDatabase) on the same questions, databases, model and server, and print "
+                   "both side by side (accuracy, invalid SQL, LLM and SQL calls, prompt tokens "
+                   "and prefix-cache share, seconds per question); implies --engine llm")
     p.add_argument("--limit", type=_positive, metavar="N", help="only the first N questions")
     p.add_argument("--db", action="append", metavar="DB_ID", dest="db_ids",
                    help="only questions about this database (repeatable)")
@@ -52,8 +58,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="write one JSON line per question (id, db, question, gold_sql, "
                    "predicted_sql, correct, answered, error, latency, usage, kind)")
-    p.add_argument("--workers", type=_positive, default=4, metavar="N",
-                   help="questions run at once (threads) [default: 4]")
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+                   help="questions run at once (threads) [default: with --engine llm the LLM "
+                   "server's parallel slots (llama.cpp's /props total_slots), else 4]")
     p.add_argument("--llm-url", metavar="URL",
                    help="OpenAI-compatible base URL for --engine llm (default: "
                    "TABLECHAT_LLM_URL)")
@@ -85,6 +92,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except DatasetError as exc:
         print(f"tablechat eval: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.vs is not None:
+        if args.engine not in (None, "llm") or args.split is not None \
+                or getattr(args, "memory", None):
+            print("tablechat eval: --vs compares LLM engines: no --engine other than llm, "
+                  "--split or --memory with it", file=sys.stderr)
+            return EXIT_USAGE
+        args.engine = "llm"
+    args.engine = args.engine or "offline"
     if args.engine != "llm" and (args.llm_url or args.llm_model):
         print(f"tablechat eval: --llm-url/--llm-model are ignored with --engine {args.engine}",
               file=sys.stderr)
@@ -99,6 +114,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from .memory import cmd_eval_memory
 
         return cmd_eval_memory(args, dataset, options)
+    if args.vs is not None:
+        return cmd_versus(args, dataset, options)
     progress = None if args.no_progress else Progress(len(dataset.questions), sys.stderr)
     writer = None
     if args.out is not None:

@@ -7,7 +7,14 @@ own DuckDB cursor). Engines:
 - ``offline``: ``TableChat.ask`` with no LLM (the offline engine, if installed);
 - ``llm``: ``TableChat.ask`` with an LLM server;
 - ``gold``: the gold SQL through ``TableChat.run_sql`` (guard + sandboxed execution), which
-  checks the harness itself: every question whose gold runs must score.
+  checks the harness itself: every question whose gold runs must score;
+- ``classic``: answers made ahead by another system (LangChain's classic SQL chain,
+  ``classic.py``), given as ``EvalOptions.predict`` and scored exactly as tablechat's own.
+
+With ``--engine llm`` an answer the offline engine gave because the LLM failed (a fallback) is
+not the LLM's: it counts as not answered, and is reported as a fallback of its own. Questions
+run as many at a time as the LLM server has slots (``LLMBackend.slots``) unless ``workers``
+says otherwise.
 
 The gold result comes from the same sandboxed database, executed directly (no guard, no cap).
 When a sorted gold result and the prediction differ only among rows with equal sort keys, the
@@ -24,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import events as ev
 from ..answer import Answer
 from ..api import connect
 from ..core import TableChat
@@ -47,6 +55,7 @@ from .datasets import (
 from .ties import compare_with_ties, order_key_query
 
 ENGINES = ("offline", "llm", "gold")
+DEFAULT_WORKERS = 4  # questions at once when neither the options nor the server say
 EVAL_MAX_ROWS = 100_000  # TableChat's row cap during eval: results are compared whole
 GOLD_MAX_ROWS = 10_000_000
 
@@ -81,6 +90,12 @@ class QuestionResult:
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from the server's prefix cache
+    sql_calls: int = 0  # LLM calls that wrote SQL (1 + repairs)
+    # --engine llm: the offline engine answered because the LLM failed; such an answer is not
+    # the LLM's (answered/correct stay false) and is judged on its own (fallback_correct)
+    fallback: bool = False
+    fallback_correct: bool = False
 
     @property
     def scored(self) -> bool:
@@ -96,7 +111,7 @@ class QuestionResult:
 @dataclass(slots=True)
 class EvalOptions:
     engine: str = "offline"
-    workers: int = 4
+    workers: int | None = None  # None: the LLM server's slots (--engine llm), else 4
     llm_url: str | None = None
     llm_model: str | None = None
     cache_dir: Path | None = None
@@ -105,6 +120,8 @@ class EvalOptions:
     # ``--split`` runs at 0 and applies thresholds afterwards (split.py)
     offline_threshold: float | None = None
     memory: Callable[[str], Any] | None = None  # db_id → verified examples (eval/memory.py)
+    # engine "classic": the answer another system gave to a question (eval/classic.py)
+    predict: Callable[[Question], Answer] | None = None
 
 
 @dataclass(slots=True)
@@ -114,6 +131,8 @@ class EvalRun:
     results: list[QuestionResult] = field(default_factory=list)
     wall_time: float = 0.0
     build_time: float = 0.0
+    workers: int = 0  # questions run at once
+    workers_from: str = ""  # why that many: "--workers", "server slots", "default"
 
 
 class _Databases:
@@ -142,6 +161,10 @@ class _Databases:
                 self._paths[db_id] = path
             else:
                 self._errors[db_id] = error or "cannot build the database"
+
+    def path(self, db_id: str) -> Path | None:
+        """The database file of ``db_id``, None when it could not be built."""
+        return self._paths.get(db_id)
 
     def missing_reason(self, db_id: str) -> str | None:
         if db_id in self._paths:
@@ -180,8 +203,10 @@ class _Databases:
             self._open.clear()
 
 
-def _answer(tc: TableChat, question: Question, engine: str) -> Answer:
-    if engine == "gold":
+def _answer(tc: TableChat, question: Question, options: EvalOptions) -> Answer:
+    if options.predict is not None:
+        return options.predict(question)
+    if options.engine == "gold":
         try:
             return tc.run_sql(question.gold_sql)
         except TableChatError as exc:
@@ -189,6 +214,16 @@ def _answer(tc: TableChat, question: Question, engine: str) -> Answer:
             answer.error, answer.error_type = str(exc), type(exc).__name__
             return answer
     return tc.ask(question.question)
+
+
+def _sql_calls(answer: Answer) -> int:
+    """The attempts at writing SQL: the agent's ``write_sql`` steps (a failed repair loop has no
+    SQL event to count), or the attempts another system reports. The offline engine and the
+    gold SQL make no LLM call; neither does a fallback's answer."""
+    if answer.engine in ("offline", "sql"):
+        return 0
+    steps = sum(isinstance(e, ev.Status) and e.step == "write_sql" for e in answer.events)
+    return steps or answer.attempts
 
 
 def _predicted_rows(tc: TableChat, answer: Answer) -> list[tuple[Any, ...]]:
@@ -201,7 +236,8 @@ def _predicted_rows(tc: TableChat, answer: Answer) -> list[tuple[Any, ...]]:
     return tc.database.execute(checked.sql, max_rows=GOLD_MAX_ROWS).rows
 
 
-def evaluate_question(dbs: _Databases, question: Question, engine: str) -> QuestionResult:
+def evaluate_question(dbs: _Databases, question: Question, options: EvalOptions
+                      ) -> QuestionResult:
     result = QuestionResult(question.id, question.db_id, question.question, question.gold_sql,
                             question.kind)
     missing = (
@@ -227,7 +263,7 @@ def evaluate_question(dbs: _Databases, question: Question, engine: str) -> Quest
         return result
     start = time.perf_counter()
     try:
-        answer = _answer(tc, question, engine)
+        answer = _answer(tc, question, options)
     except TableChatError as exc:  # e.g. a question the API refuses as input
         result.latency = time.perf_counter() - start
         result.error = f"{type(exc).__name__}: {exc}"
@@ -239,6 +275,9 @@ def evaluate_question(dbs: _Databases, question: Question, engine: str) -> Quest
     result.llm_calls = answer.usage.llm_calls
     result.prompt_tokens = answer.usage.prompt_tokens
     result.completion_tokens = answer.usage.completion_tokens
+    result.cached_tokens = answer.usage.cached_tokens
+    result.sql_calls = _sql_calls(answer)
+    result.fallback = options.engine == "llm" and answer.engine == "offline"
     result.error = answer.error
     if answer.error is not None or answer.sql is None:
         if answer.text and answer.sql is None:
@@ -265,6 +304,9 @@ def evaluate_question(dbs: _Databases, question: Question, engine: str) -> Quest
         result.correct_any_order = any(
             judge(permute(predicted, order)).equal
             for order in column_permutations(gold.rows, predicted))
+    if result.fallback:  # the offline engine's answer, not the LLM's
+        result.fallback_correct = result.correct
+        result.answered = result.correct = result.correct_any_order = False
     return result
 
 
@@ -282,10 +324,11 @@ def _with_ties(tc: TableChat, gold_sql: str, predicted: list[tuple[Any, ...]]
     return verdict if verdict.equal else None
 
 
-def _evaluate_safely(dbs: _Databases, question: Question, engine: str) -> QuestionResult:
+def _evaluate_safely(dbs: _Databases, question: Question, options: EvalOptions
+                     ) -> QuestionResult:
     """Like :func:`evaluate_question`, but a bug costs one question, not the whole run."""
     try:
-        return evaluate_question(dbs, question, engine)
+        return evaluate_question(dbs, question, options)
     except Exception as exc:
         result = QuestionResult(question.id, question.db_id, question.question,
                                 question.gold_sql, question.kind)
@@ -293,13 +336,14 @@ def _evaluate_safely(dbs: _Databases, question: Question, engine: str) -> Questi
         return result
 
 
-def _check_llm(dbs: _Databases, dataset: Dataset, options: EvalOptions) -> None:
+def _check_llm(dbs: _Databases, dataset: Dataset, options: EvalOptions) -> int | None:
+    """Stop the run when ``--engine llm`` has no server; the server's slots (None: unknown)."""
     if options.engine != "llm":
-        return
+        return None
     first = next((q.db_id for q in dataset.questions
                   if q.db_available and dbs.missing_reason(q.db_id) is None), None)
     if first is None:
-        return
+        return None
     tc = dbs.get(first)
     if not tc.settings.llm_url:
         raise EvalError("--engine llm needs an LLM server: pass --llm-url or set "
@@ -308,6 +352,32 @@ def _check_llm(dbs: _Databases, dataset: Dataset, options: EvalOptions) -> None:
     if info is None or not info.reachable:
         detail = f": {info.error}" if info is not None and info.error else ""
         raise EvalError(f"the LLM server at {tc.settings.llm_url} is unreachable{detail}")
+    backend = tc.llm.backend
+    return backend.slots(info) if backend is not None else None
+
+
+def resolve_workers(options: EvalOptions, slots: int | None) -> tuple[int, str]:
+    """Questions at once: an explicit number wins, then the server's slots (a one-slot server
+    given four questions at once made every call four times slower; issue 13)."""
+    if options.workers is not None:
+        return options.workers, "--workers"
+    if slots is not None:
+        return max(1, slots), "server slots"
+    return DEFAULT_WORKERS, "default"
+
+
+def _sources(dataset: Dataset) -> list[DatabaseSource]:
+    needed = {q.db_id for q in dataset.questions if q.db_available}
+    return [s for db_id, s in dataset.databases.items() if db_id in needed]
+
+
+def database_paths(dataset: Dataset, options: EvalOptions) -> dict[str, Path]:
+    """The DuckDB file of each database the questions need (built or taken from the cache
+    as :func:`run_eval` does); a database that cannot be built is left out."""
+    dbs = _Databases(dataset, options)
+    with ThreadPoolExecutor(max_workers=options.workers or DEFAULT_WORKERS) as pool:
+        dbs.build(_sources(dataset), pool)
+    return {db_id: path for db_id in dataset.db_ids if (path := dbs.path(db_id)) is not None}
 
 
 def run_eval(
@@ -323,24 +393,26 @@ def run_eval(
     with its index in the dataset, also as it finishes.
     """
     options = options or EvalOptions()
-    if options.engine not in ENGINES:
+    if options.engine not in ENGINES and options.predict is None:
         raise EvalError(f"unknown engine {options.engine!r}; choose one of {', '.join(ENGINES)}")
-    if options.workers < 1:
+    if options.workers is not None and options.workers < 1:
         raise EvalError("--workers must be at least 1")
     run = EvalRun(dataset, options)
     start = time.perf_counter()
     dbs = _Databases(dataset, options)
-    needed = {q.db_id for q in dataset.questions if q.db_available}
-    sources = [s for db_id, s in dataset.databases.items() if db_id in needed]
+    sources = _sources(dataset)
     results: list[QuestionResult | None] = [None] * len(dataset.questions)
     try:
-        with ThreadPoolExecutor(max_workers=options.workers,
+        with ThreadPoolExecutor(max_workers=options.workers or DEFAULT_WORKERS,
+                                thread_name_prefix="tablechat-eval-build") as builders:
+            dbs.build(sources, builders)
+        run.build_time = time.perf_counter() - start
+        run.workers, run.workers_from = resolve_workers(options,
+                                                     _check_llm(dbs, dataset, options))
+        with ThreadPoolExecutor(max_workers=run.workers,
                                 thread_name_prefix="tablechat-eval") as pool:
-            dbs.build(sources, pool)
-            run.build_time = time.perf_counter() - start
-            _check_llm(dbs, dataset, options)
             futures = {
-                pool.submit(_evaluate_safely, dbs, q, options.engine): i
+                pool.submit(_evaluate_safely, dbs, q, options): i
                 for i, q in enumerate(dataset.questions)
             }
             try:

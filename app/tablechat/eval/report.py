@@ -69,7 +69,22 @@ class Summary:
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from the server's prefix cache
+    sql_calls: int = 0  # LLM calls that wrote SQL
     errors: int = 0  # scored questions whose prediction failed with an error
+    fallbacks: int = 0  # --engine llm: answered by the offline engine instead (not counted)
+    fallback_correct: int = 0  # of those, right
+    workers: int = 0  # questions run at once
+    workers_from: str = ""  # "--workers", "server slots" or "default"
+
+    def per_question(self, value: int) -> float:
+        """``value`` per scored question."""
+        return value / self.overall.total if self.overall.total else 0.0
+
+    @property
+    def cached_share(self) -> float:
+        """The share of prompt tokens served from the server's prefix cache."""
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -91,6 +106,8 @@ def summarize(run: EvalRun) -> Summary:
         gold_errors=sum(r.status == GOLD_ERROR for r in results),
         wall_time=run.wall_time,
         build_time=run.build_time,
+        workers=run.workers,
+        workers_from=run.workers_from,
     )
     latencies = []
     for r in results:
@@ -103,6 +120,10 @@ def summarize(run: EvalRun) -> Summary:
         summary.llm_calls += r.llm_calls
         summary.prompt_tokens += r.prompt_tokens
         summary.completion_tokens += r.completion_tokens
+        summary.cached_tokens += r.cached_tokens
+        summary.sql_calls += r.sql_calls
+        summary.fallbacks += int(r.fallback)
+        summary.fallback_correct += int(r.fallback_correct)
         summary.errors += int(r.error is not None)
     summary.by_db = dict(sorted(summary.by_db.items()))
     summary.by_kind = dict(sorted(summary.by_kind.items()))
@@ -135,6 +156,19 @@ def summary_json(summary: Summary) -> dict[str, Any]:
         "llm_calls": summary.llm_calls,
         "prompt_tokens": summary.prompt_tokens,
         "completion_tokens": summary.completion_tokens,
+        "cached_tokens": summary.cached_tokens,
+        "cached_share": round(summary.cached_share, 6),
+        "sql_calls": summary.sql_calls,
+        "per_question": {
+            "llm_calls": round(summary.per_question(summary.llm_calls), 4),
+            "sql_calls": round(summary.per_question(summary.sql_calls), 4),
+            "prompt_tokens": round(summary.per_question(summary.prompt_tokens), 1),
+            "completion_tokens": round(summary.per_question(summary.completion_tokens), 1),
+        },
+        "fallbacks": summary.fallbacks,
+        "fallback_correct": summary.fallback_correct,
+        "workers": summary.workers,
+        "workers_from": summary.workers_from,
         "by_db": {k: v.to_dict() for k, v in summary.by_db.items()},
         "by_kind": {k: v.to_dict() for k, v in summary.by_kind.items()},
     }
@@ -184,12 +218,24 @@ def format_summary(summary: Summary) -> str:
         f"databases), {rate:.1f} questions/s; latency p50 {summary.latency_p50 * 1000:.0f} ms, "
         f"p95 {summary.latency_p95 * 1000:.0f} ms",
     ]
+    if summary.workers:
+        lines.append(f"workers   {summary.workers} questions at once ({summary.workers_from})")
     if summary.errors:
         lines.append(f"errors    {summary.errors} scored questions ended in an error "
                      "(see --out for each)")
+    if summary.fallbacks:
+        lines.append(f"fallbacks {summary.fallbacks} questions answered by the offline engine "
+                     f"because the LLM failed ({summary.fallback_correct} right); counted as "
+                     "not answered")
     if summary.llm_calls:
+        per = summary.per_question
         lines.append(f"llm       {summary.llm_calls} calls, {summary.prompt_tokens} prompt + "
-                     f"{summary.completion_tokens} completion tokens")
+                     f"{summary.completion_tokens} completion tokens; {summary.cached_share:.0%} "
+                     "of prompt tokens from the server's prefix cache")
+        lines.append(f"per q     {per(summary.llm_calls):.2f} LLM calls, "
+                     f"{per(summary.sql_calls):.2f} SQL calls, "
+                     f"{per(summary.prompt_tokens):.0f} prompt tokens "
+                     f"({per(summary.prompt_tokens - summary.cached_tokens):.0f} not cached)")
     return "\n".join(lines)
 
 

@@ -16,11 +16,14 @@ class Usage:
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # prompt tokens the server's prefix cache served (usage.prompt_tokens_details.cached_tokens)
+    cached_tokens: int = 0
 
-    def add(self, prompt: int, completion: int) -> None:
+    def add(self, prompt: int, completion: int, cached: int = 0) -> None:
         self.llm_calls += 1
         self.prompt_tokens += prompt
         self.completion_tokens += completion
+        self.cached_tokens += cached
 
 
 @dataclass(slots=True)

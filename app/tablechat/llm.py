@@ -94,6 +94,14 @@ def usage_of(message: BaseMessage | None) -> tuple[int, int]:
     return int(meta.get("input_tokens", 0) or 0), int(meta.get("output_tokens", 0) or 0)
 
 
+def cached_of(message: BaseMessage | None) -> int:
+    """Prompt tokens of one reply that the server's prefix cache served (LangChain reads the
+    OpenAI usage's ``prompt_tokens_details.cached_tokens`` into ``cache_read``)."""
+    meta = getattr(message, "usage_metadata", None) or {}
+    details = meta.get("input_token_details") or {}
+    return int(details.get("cache_read", 0) or 0)
+
+
 # -- failures ---------------------------------------------------------------------------------
 def llm_error(exc: BaseException, *, timeout: float | None = None) -> LLMUnavailableError:
     """Turn a client exception into a message for the person (no traceback, no SDK jargon)."""
@@ -130,6 +138,7 @@ __all__ = [
     "DEFAULT_MAX_MODEL_LEN",
     "ServerInfo",
     "build_chat_model",
+    "cached_of",
     "failure_kind",
     "is_openai_compatible",
     "llm_error",

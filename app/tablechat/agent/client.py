@@ -24,7 +24,7 @@ from ..answer import Usage
 from ..backends import LLMBackend, failure_kind
 from ..backends.failures import dropped
 from ..errors import LLMUnavailableError, TableChatError
-from ..llm import is_openai_compatible, llm_error, model_name, usage_of
+from ..llm import cached_of, is_openai_compatible, llm_error, model_name, usage_of
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class LLMClient:
                                          temperature=temperature)
             raise llm_error(exc, timeout=self.timeout) from exc
         self._count(step)
-        usage.add(*usage_of(message))
+        usage.add(*usage_of(message), cached_of(message))
         return text_of(message)
 
     async def stream(
@@ -168,7 +168,7 @@ class LLMClient:
         """The reply's text as it streams. The whole stream is bounded by ``timeout``."""
         options = self._options(None, max_tokens)
         replied = False
-        prompt = completion = 0
+        prompt = completion = cached = 0
         try:
             async with self._slot(), asyncio.timeout(self.timeout):
                 async for chunk in self.model.astream(list(messages), **options):
@@ -176,6 +176,7 @@ class LLMClient:
                     if chunk.usage_metadata:  # the last chunk, with stream_usage=True
                         p, c = usage_of(chunk)
                         prompt, completion = prompt + p, completion + c
+                        cached += cached_of(chunk)
                     text = text_of(chunk)
                     if text:
                         yield text
@@ -185,7 +186,7 @@ class LLMClient:
             raise llm_error(exc, timeout=self.timeout) from exc
         finally:
             if replied:
-                usage.add(prompt, completion)
+                usage.add(prompt, completion, cached)
                 self._count(step)
 
 

@@ -226,7 +226,9 @@ class SQLAgent:
 
         def build(structured: bool) -> list[BaseMessage]:
             # a grammar reply is the SQL itself; only the JSON form needs the prompt to say so
-            return sql_messages({**inputs, "structured": structured and "json" in constraint})
+            messages = sql_messages({**inputs, "structured": structured and "json" in constraint})
+            inputs["sql_prompt"] = messages  # the answer step may continue from it
+            return messages
 
         try:
             return await self.client.invoke(
@@ -335,11 +337,17 @@ class SQLAgent:
         spec = chart_spec(result.columns, result.rows)
         if spec:
             yield ev.Chart(spec=spec)
-        async for event in self._answer(ctx, asked, sql, result, usage):
+        # On llama.cpp (one slot, CPU prefill) the answer continues the SQL conversation: its
+        # prompt starts with the SQL prompt the slot has just read, so only the new turn is
+        # prefilled, and the next question's SQL prompt finds its stable part still there
+        # (a separate answer prompt replaced it: the second question's cached share fell)
+        after = list(inputs.get("sql_prompt") or []) if self.uses_grammar else []
+        async for event in self._answer(ctx, asked, sql, result, usage, after=after):
             yield event
 
     async def _answer(
-        self, ctx: QuestionContext, question: str, sql: str, result: QueryResult, usage: Usage
+        self, ctx: QuestionContext, question: str, sql: str, result: QueryResult, usage: Usage,
+        *, after: list[BaseMessage] | None = None,
     ) -> AsyncIterator[ev.Event]:
         yield ev.Status(step="answer", message="writing the answer")
         messages = answer_messages({
@@ -349,6 +357,9 @@ class SQLAgent:
             "truncated": ", truncated" if result.truncated else "",
             "table": markdown_table(result.columns, result.rows, ctx.limits),
         })
+        if after:  # the SQL turn, then the answer's request (its system line as text)
+            request = "\n\n".join(str(m.content) for m in messages)
+            messages = [*after, AIMessage(sql), HumanMessage(request)]
         parts: list[str] = []
         try:
             if ctx.stream_tokens:

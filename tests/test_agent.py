@@ -356,8 +356,13 @@ def test_the_sql_grammar_names_only_the_schemas_tables_and_columns(demo_db: Path
         snap = tc.snapshot()
     grammar = sql_grammar(snap, ["regions", "customers"])
     rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines())
-    tables = set(re.findall(r'"([^"]+)"', rules["table"]))
-    columns = set(re.findall(r'"([^"]+)"', rules["bare"]))
+    froms = {lit for name, body in rules.items() if name.startswith("from-")
+             for lit in re.findall(r'"([^"]+)"', body)}
+    tables = {w for f in froms for w in re.findall(r"(?:^| JOIN )(\w+)", f)}
+    columns = {lit for name, body in rules.items() if name.startswith("cols-")
+               for lit in re.findall(r'"([^"]+)"', body)}
     assert tables == {"regions", "customers"}  # only the tables shown to the model
     assert columns == {c.name for t in ("regions", "customers") for c in snap.tables[t].columns}
-    assert all(q.split(".")[0] in tables for q in re.findall(r'"([^"]+)"', rules["qcolumn"]))
+    qualified = {q for name, body in rules.items() if name.startswith("col-")
+                 for q in re.findall(r'"([^"]+)\."', body)}
+    assert qualified <= tables

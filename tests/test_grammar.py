@@ -4,6 +4,7 @@ request body per server dialect. tests/test_grammar_llama.py runs it in llama.cp
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -14,11 +15,18 @@ from hypothesis import strategies as st
 from sqlglot import exp
 
 import tablechat
-from tablechat.agent.grammar import grammar_body, sql_grammar, sql_name
+from tablechat.agent.grammar import (
+    MAX_BRANCHES,
+    MAX_TABLES,
+    grammar_body,
+    sql_grammar,
+    sql_name,
+)
 from tablechat.errors import ConfigurationError
 from tablechat.sql.functions import allowed_names
 from tablechat.sql.schema import Column, SchemaSnapshot, TableInfo
 from tests.support import gbnf
+from tests.support.gbnf_sample import sample
 
 
 @pytest.fixture(scope="module")
@@ -27,25 +35,60 @@ def demo_snapshot(demo_db: Path) -> SchemaSnapshot:
         return tc.snapshot()
 
 
-def _names(rules: dict[str, list[tuple[str, str]]]) -> tuple[set[str], set[str]]:
-    tables = gbnf.literals(rules, "table")
+def _from_tables(text: str, dialect: str = "duckdb") -> set[str]:
+    """The tables a FROM clause reads (its joins too)."""
+    tree = sqlglot.parse_one(f"SELECT 1 FROM {text}", read=dialect)
+    return {t.sql(dialect=dialect) for t in tree.find_all(exp.Table)}
+
+
+def _names(rules: dict[str, list[tuple[str, str]]], dialect: str = "duckdb"
+           ) -> tuple[set[str], set[str]]:
+    tables = set().union(*(_from_tables(lit, dialect) for r in rules if r.startswith("from-")
+                           for lit in gbnf.literals(rules, r)))
     columns = set().union(*(gbnf.literals(rules, r) for r in rules if r.startswith("cols-")))
     return tables, columns
+
+
+def _branches(rules: dict[str, list[tuple[str, str]]]) -> dict[frozenset[str], str]:
+    """Each branch's tables → its suffix (``-b3``)."""
+    return {frozenset(_from_tables(next(iter(gbnf.literals(rules, r))))): r[len("from"):]
+            for r in rules if r.startswith("from-")}
 
 
 def test_identifiers_come_only_from_the_tables_given(demo_snapshot: SchemaSnapshot) -> None:
     rules = gbnf.check(sql_grammar(demo_snapshot, ["customers", "regions"]))
     tables, columns = _names(rules)
     assert tables == {"customers", "regions"}
-    assert columns == gbnf.literals(rules, "bare") == {
+    assert columns == {
         c.name for t in ("customers", "regions") for c in demo_snapshot.tables[t].columns}
-    column = re.compile(gbnf.regex(rules, "column"))
-    assert column.fullmatch("customers.segment")
-    assert column.fullmatch("t1.name") and column.fullmatch("c.region_id")
-    assert column.fullmatch("regions.name")
-    # a column of another table, a column the schema lacks, a table not given: none of them
-    for wrong in ("customers.cost", "customer_name", "orders.id", "t1.total", "regions.email"):
+    branches = _branches(rules)
+    assert set(branches) == {frozenset({"customers"}), frozenset({"regions"}),
+                             frozenset({"customers", "regions"})}
+    column = re.compile(gbnf.regex(rules, "col" + branches[frozenset({"customers"})]))
+    assert column.fullmatch("customers.segment") and column.fullmatch("region_id")
+    # a column of another table, a column the schema lacks, a table not given, an alias: none
+    for wrong in ("customers.cost", "customer_name", "orders.id", "t1.name", "c.region_id",
+                  "regions.name"):
         assert not column.fullmatch(wrong), wrong
+
+
+def test_a_join_reads_its_tables_on_their_keys_and_names_only_their_columns(
+        demo_snapshot: SchemaSnapshot) -> None:
+    rules = gbnf.check(sql_grammar(demo_snapshot, ["orders", "customers", "regions"]))
+    branches = _branches(rules)
+    pair = branches[frozenset({"orders", "customers"})]
+    assert gbnf.literals(rules, "from" + pair) == {
+        "customers JOIN orders ON orders.customer_id = customers.id",
+        "orders JOIN customers ON customers.id = orders.customer_id"}
+    column = re.compile(gbnf.regex(rules, "col" + pair))
+    for right in ("orders.status", "customers.name", "segment", "order_date"):
+        assert column.fullmatch(right), right
+    # "id" and "region_id"... "id" is in both tables: qualified only; regions is not read
+    for wrong in ("id", "regions.name", "o.status", "orders.region_id"):
+        assert not column.fullmatch(wrong), wrong
+    # orders and regions share no key: no branch reads them without customers
+    assert frozenset({"orders", "regions"}) not in branches
+    assert frozenset({"orders", "customers", "regions"}) in branches
 
 
 def test_every_table_without_a_subset(demo_snapshot: SchemaSnapshot) -> None:
@@ -62,8 +105,8 @@ def test_every_function_it_admits_is_one_the_guard_allows(demo_snapshot: SchemaS
                                                           dialect: str) -> None:
     snap = SchemaSnapshot(dialect, demo_snapshot.tables)
     rules = gbnf.check(sql_grammar(snap))
-    calls = {lit[:-1] for r in ("call", "agg", "cast") for lit in gbnf.literals(rules, r)
-             if len(lit) > 1 and lit.endswith("(")}
+    calls = {lit[:-1] for r in rules if r.startswith(("pcall-", "acall-", "agg-", "pcast-"))
+             for lit in gbnf.literals(rules, r) if len(lit) > 1 and lit.endswith("(")}
     calls |= {"count", "sum", "avg", "min", "max"}
     assert calls - {"CAST"} <= allowed_names(dialect)
     assert "strftime" in calls if dialect != "postgres" else "to_char" in calls
@@ -146,7 +189,8 @@ def test_random_schemas_give_grammars_that_load_and_name_them_exactly(snap: Sche
             sql_grammar(snap)
         return
     rules = gbnf.check(sql_grammar(snap))
-    tables, columns = _names(rules)
+    tables, columns = _names(rules, snap.dialect)
+    usable = {n: t for n, t in usable.items() if any(c.name for c in t.columns)}
     assert tables == {_shown(n, snap.dialect) for n in usable}
     assert columns == {_shown(c.name, snap.dialect) for t in usable.values()
                        for c in t.columns if c.name}
@@ -159,18 +203,40 @@ def test_random_schemas_give_grammars_that_load_and_name_them_exactly(snap: Sche
 
 def test_a_query_over_one_table_names_only_that_tables_columns(
         demo_snapshot: SchemaSnapshot) -> None:
-    text = sql_grammar(demo_snapshot)
-    rules = gbnf.check(text)
-    branch = next(r for r in rules if r.startswith("one-") and '"orders"' in text.split(
-        f"\n{r} ::= ")[1].split("\n")[0])
-    column = re.compile(gbnf.regex(rules, "column-" + branch.removeprefix("one-")))
-    for right in ("status", "orders.status", "o.customer_id", "t1.order_date"):
+    rules = gbnf.check(sql_grammar(demo_snapshot))
+    column = re.compile(gbnf.regex(rules, "col" + _branches(rules)[frozenset({"orders"})]))
+    for right in ("status", "orders.status", "customer_id"):
         assert column.fullmatch(right), right
-    # order_items' and products' columns: the flat grammar admits them, the guard refuses them
-    for wrong in ("order_id", "unit_price", "orders.order_id", "o.cost"):
+    for wrong in ("order_id", "unit_price", "orders.order_id", "o.customer_id", "t1.status"):
         assert not column.fullmatch(wrong), wrong
-    # the schema-wide names are left to queries with a JOIN (or over a subquery)
-    assert ("ref", "join") in rules["multi"] and ("op", "{1,4}") in rules["multi"]
-    flat = gbnf.check(sql_grammar(demo_snapshot, scoped=False))
-    assert "multi" not in flat and not any(r.startswith("one-") for r in flat)
-    assert len(sql_grammar(demo_snapshot, ["orders"])) < len(text) / 3
+
+
+def test_every_sentence_it_admits_passes_the_guard(demo_snapshot: SchemaSnapshot,
+                                                    demo_db: Path) -> None:
+    """Random sentences of the demo's grammar: the guard passes every one (names of tables
+    read, keys joined, allowed functions), and a select list that mixes aggregates with plain
+    columns is always grouped (GROUP BY ALL)."""
+    rules = gbnf.check(sql_grammar(demo_snapshot))
+    rng = random.Random(13)
+    with tablechat.connect(demo_db) as tc:
+        for _ in range(150):
+            sql = sample(rules, rng, depth=7)
+            tc.check_sql(sql)  # raises if refused
+            tree = sqlglot.parse_one(sql, read="duckdb")
+            items = tree.selects
+            aggregated = [bool(i.find(exp.AggFunc)) for i in items]
+            if any(aggregated) and not all(aggregated):
+                assert tree.args.get("group") is not None, sql
+            assert tree.find(exp.TableAlias) is None, sql
+
+
+def test_its_size_stays_bounded_for_a_big_schema() -> None:
+    tables = {f"t{n}": TableInfo(f"t{n}", [Column("id", "INTEGER", primary_key=True),
+                                           Column(f"t{n + 1}_id", "INTEGER"),
+                                           *[Column(f"c{k}", "VARCHAR") for k in range(30)]])
+              for n in range(500)}
+    big = sql_grammar(SchemaSnapshot("duckdb", tables))
+    rules = gbnf.check(big)
+    assert len(_branches(rules)) == MAX_BRANCHES
+    assert len(_names(rules)[0]) <= MAX_TABLES
+    assert len(big) < 60_000

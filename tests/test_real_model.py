@@ -77,6 +77,22 @@ def client(llama_server: LlamaServer) -> Iterator[LLMClient]:
     _loop.run_sync(llm.aclose())
 
 
+# -- the prefix cache ------------------------------------------------------------------------------
+@pytest.mark.xfail(reason="issue 13 goal not met yet: measured 674 of 874 prompt tokens (0.77) "
+                          "from the cache on the second question (SQL + chained answer call)")
+def test_the_second_question_is_served_mostly_from_the_prefix_cache(
+        small_db: Path, llama_server: LlamaServer) -> None:
+    """The stable part of the SQL prompt (instructions, schema, examples) comes first and is
+    byte-identical between questions on one database, so llama.cpp reuses it: at least 80 % of
+    the second question's prompt tokens (every call it made) come from the cache, as the
+    server reports them (``usage.prompt_tokens_details.cached_tokens``)."""
+    with connect(small_db, llama_server, llm_max_tokens=48) as tc:
+        tc.ask("How many items are there?")
+        second = tc.ask("What is the total price of the items?")
+    assert second.usage.llm_calls >= 1 and second.usage.prompt_tokens > 0
+    assert second.usage.cached_tokens / second.usage.prompt_tokens >= 0.8, second.usage
+
+
 # -- the backend learns the server ----------------------------------------------------------------
 def test_probe_finds_llamacpp_its_context_and_slots(llama_server: LlamaServer) -> None:
     backend, info = probe_backend(settings_for(llama_server))
@@ -123,7 +139,8 @@ def test_the_schema_grammar_allows_only_known_names(small_db: Path, client: LLMC
     import sqlglot
     from sqlglot.tokens import TokenType
 
-    from tablechat.agent.grammar import _functions, sql_grammar
+    from tablechat.agent.grammar import sql_grammar
+    from tablechat.sql.functions import allowed_names
 
     with tablechat.connect(small_db) as tc:
         snapshot = tc.snapshot()
@@ -132,11 +149,11 @@ def test_the_schema_grammar_allows_only_known_names(small_db: Path, client: LLMC
                       "and the cheapest item's name.")], Usage(), step="sql",
         structured={"grammar": sql_grammar(snapshot)}, max_tokens=40, temperature=0.9))
     assert reply.startswith("SELECT ")
-    # every identifier is a known table or column, a function, an alias after AS, or a
-    # one- or two-letter table alias (tokens, so a reply cut at the limit is checked too; its
-    # last token may be a word cut there, "LEF" of LEFT, and is left out)
+    # every identifier is a known table or column, a function or an alias after AS (tokens,
+    # so a reply cut at the limit is checked too; its last token may be a word cut there,
+    # "LEF" of LEFT, and is left out)
     tokens = sqlglot.tokenize(reply, read="duckdb")[:-1]
-    known = {"items", "id", "name", "price", *_functions("duckdb")}
+    known = {"items", "id", "name", "price", *allowed_names("duckdb")}
     after_as = {b.text for a, b in itertools.pairwise(tokens)
                 if a.token_type == TokenType.ALIAS}
     names = {t.text for t in tokens if t.token_type == TokenType.VAR}

@@ -48,6 +48,8 @@ from .extract import extract_sql
 from .grammar import sql_grammar
 from .grounding import grounded, plain_answer
 from .prompts import render
+from .relevance import rank_tables
+from .shapes import schema_examples
 
 SQL_JSON_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -64,6 +66,9 @@ ANSWER_PREVIEW_ROWS = 20
 # sampling for a second try when the model repeats a query that already failed: at
 # temperature 0 a small model sent the same wrong SQL on all three attempts (issue 13)
 REPEAT_TEMPERATURE = 0.7
+# the answer is a sentence or two: SmolLM2 rambled to the 512-token reply limit (~10 s on a
+# CPU) on most demo questions (issue 13)
+ANSWER_MAX_TOKENS = 160
 
 
 def same_query(sql: str) -> str:
@@ -166,6 +171,11 @@ class SQLAgent:
         self.max_tokens = max_tokens
 
     @property
+    def answer_tokens(self) -> int:
+        """The answer sentence's reply limit."""
+        return min(self.max_tokens, ANSWER_MAX_TOKENS)
+
+    @property
     def label(self) -> str:
         return self.client.label
 
@@ -191,12 +201,23 @@ class SQLAgent:
                               - self.counter.estimate(inputs["semantic"])),
         )
 
+    @property
+    def uses_grammar(self) -> bool:
+        """Whether the SQL reply is constrained by the schema's grammar (llama.cpp's small
+        local models) rather than JSON."""
+        backend = self.client.backend
+        return bool(backend is not None and backend.sql_grammar
+                    and "grammar" in backend.constraints)
+
     def sql_constraint(self, ctx: QuestionContext, inputs: dict[str, Any]) -> dict[str, Any]:
         """The constraint for the SQL reply: the schema's grammar where the backend prefers it
-        (identifiers only from the tables shown), else ``{"sql": ...}`` JSON."""
-        backend = self.client.backend
-        if backend is not None and backend.sql_grammar and "grammar" in backend.constraints:
-            return {"grammar": sql_grammar(ctx.snapshot, inputs.get("tables"))}
+        (identifiers only from the tables shown, the ones most relevant to the question first:
+        the grammar keeps a bounded number), else ``{"sql": ...}`` JSON."""
+        if self.uses_grammar:
+            shown = set(inputs.get("tables") or ctx.snapshot.tables)
+            relevant, rest = rank_tables(ctx.snapshot, inputs["question"], ctx.semantic)
+            ordered = [t for t in (*relevant, *rest) if t in shown]
+            return {"grammar": sql_grammar(ctx.snapshot, ordered)}
         return {"json": SQL_JSON_SCHEMA}
 
     async def _write_sql(self, ctx: QuestionContext, inputs: dict[str, Any],
@@ -205,7 +226,9 @@ class SQLAgent:
 
         def build(structured: bool) -> list[BaseMessage]:
             # a grammar reply is the SQL itself; only the JSON form needs the prompt to say so
-            return sql_messages({**inputs, "structured": structured and "json" in constraint})
+            messages = sql_messages({**inputs, "structured": structured and "json" in constraint})
+            inputs["sql_prompt"] = messages  # the answer step may continue from it
+            return messages
 
         try:
             return await self.client.invoke(
@@ -256,6 +279,10 @@ class SQLAgent:
             "examples": await few_shot(ctx, asked),
             "failures": [],
         }
+        if not inputs["examples"] and self.uses_grammar:
+            # a small model learns the grammar's shapes from two examples of the schema's own
+            # (the same for every question: they stay in the cached prefix)
+            inputs["examples"] = schema_examples(ctx.snapshot)
         if ctx.extra.get("schema_prompt"):
             inputs["schema"] = ctx.extra["schema_prompt"]
         else:
@@ -310,11 +337,17 @@ class SQLAgent:
         spec = chart_spec(result.columns, result.rows)
         if spec:
             yield ev.Chart(spec=spec)
-        async for event in self._answer(ctx, asked, sql, result, usage):
+        # On llama.cpp (one slot, CPU prefill) the answer continues the SQL conversation: its
+        # prompt starts with the SQL prompt the slot has just read, so only the new turn is
+        # prefilled, and the next question's SQL prompt finds its stable part still there
+        # (a separate answer prompt replaced it: the second question's cached share fell)
+        after = list(inputs.get("sql_prompt") or []) if self.uses_grammar else []
+        async for event in self._answer(ctx, asked, sql, result, usage, after=after):
             yield event
 
     async def _answer(
-        self, ctx: QuestionContext, question: str, sql: str, result: QueryResult, usage: Usage
+        self, ctx: QuestionContext, question: str, sql: str, result: QueryResult, usage: Usage,
+        *, after: list[BaseMessage] | None = None,
     ) -> AsyncIterator[ev.Event]:
         yield ev.Status(step="answer", message="writing the answer")
         messages = answer_messages({
@@ -324,14 +357,19 @@ class SQLAgent:
             "truncated": ", truncated" if result.truncated else "",
             "table": markdown_table(result.columns, result.rows, ctx.limits),
         })
+        if after:  # the SQL turn, then the answer's request (its system line as text)
+            request = "\n\n".join(str(m.content) for m in messages)
+            messages = [*after, AIMessage(sql), HumanMessage(request)]
         parts: list[str] = []
         try:
             if ctx.stream_tokens:
-                async for text in self.client.stream(messages, usage, step="answer"):
+                async for text in self.client.stream(messages, usage, step="answer",
+                                                     max_tokens=self.answer_tokens):
                     parts.append(text)
                     yield ev.Token(text=text)
             else:
-                parts.append(await self.client.invoke(messages, usage, step="answer"))
+                parts.append(await self.client.invoke(messages, usage, step="answer",
+                                                      max_tokens=self.answer_tokens))
         except LLMUnavailableError as exc:
             # the data answer stands; only the sentence is missing
             parts = [f"Here is the result ({len(result.rows)} rows). "

@@ -78,8 +78,6 @@ def client(llama_server: LlamaServer) -> Iterator[LLMClient]:
 
 
 # -- the prefix cache ------------------------------------------------------------------------------
-@pytest.mark.xfail(reason="issue 13 goal not met yet: measured 674 of 874 prompt tokens (0.77) "
-                          "from the cache on the second question (SQL + chained answer call)")
 def test_the_second_question_is_served_mostly_from_the_prefix_cache(
         small_db: Path, llama_server: LlamaServer) -> None:
     """The stable part of the SQL prompt (instructions, schema, examples) comes first and is

@@ -350,16 +350,20 @@ class SQLAgent:
         *, after: list[BaseMessage] | None = None,
     ) -> AsyncIterator[ev.Event]:
         yield ev.Status(step="answer", message="writing the answer")
-        messages = answer_messages({
+        values = {
             "question": question,
             "sql": sql,
             "row_count": len(result.rows),
             "truncated": ", truncated" if result.truncated else "",
             "table": markdown_table(result.columns, result.rows, ctx.limits),
-        })
-        if after:  # the SQL turn, then the answer's request (its system line as text)
-            request = "\n\n".join(str(m.content) for m in messages)
-            messages = [*after, AIMessage(sql), HumanMessage(request)]
+        }
+        if after:  # the SQL turn, then only what is new: the result and what to do with it
+            # (the question and the SQL are in the conversation already; every token repeated
+            # here is prefilled again on a CPU, outside the prefix cache)
+            messages = [*after, AIMessage(sql),
+                        HumanMessage(render("answer_turn", **values))]
+        else:
+            messages = answer_messages(values)
         parts: list[str] = []
         try:
             if ctx.stream_tokens:

@@ -267,15 +267,16 @@ class Handlers:
                 self.metrics.upload("refused")
             return ["⚠️ Upload the file through this page: a server path is not accepted.",
                     *[gr.skip()] * 4]
+        # the file is Gradio's, named by its content: another session may upload the same
+        # bytes to this path and not have read them yet. Not deleted here, it goes once the
+        # sessions that read it have ended (files.py; issue 12)
+        self.files.uploaded(session, Path(path))
         try:
             info = self.tc.upload(session, Path(path).name, path)
         except TableChatError as exc:
             if self.metrics is not None:
                 self.metrics.upload("refused")
             return [f"⚠️ {plain(exc)}", *[gr.skip()] * 4]
-        finally:
-            # its rows are in the session's table now: the file only takes disk
-            Path(path).unlink(missing_ok=True)
         if self.metrics is not None:
             self.metrics.upload("ok")
         rows = f"{info.row_count:,} rows" if info.row_count is not None else "rows"

@@ -236,6 +236,28 @@ def test_the_side_pane_follows_the_message_clicked(offline_page: Page, artifacts
     shot(page, artifacts, "select")
 
 
+def test_a_follow_up_says_what_it_kept_and_a_new_question_keeps_nothing(
+        offline_page: Page, artifacts: Path) -> None:
+    page = offline_page
+    ask(page, "Revenue by region", "Europe has the highest revenue")
+    ask(page, "and in 2023?", "for orders in 2023")
+    expect(last_answer(page)).to_contain_text("Kept from your earlier question: by region")
+    ask(page, "List every customer", "Showing the first 1,000 customers")
+    expect(last_answer(page)).not_to_contain_text("Kept from")  # its own subject: new
+    expect(page.locator("#tc-table")).not_to_contain_text("North America")
+    # a new result brings the Result tab forward; a time axis shows whole years
+    page.get_by_role("tab", name="Schema").click()
+    ask(page, "Revenue by year", "Revenue per year")
+    expect(page.get_by_role("tab", name="Result")).to_have_attribute("aria-selected", "true")
+    chart = last_answer(page).locator(".tc-msg-chart svg")
+    for year in ("2022", "2023", "2024"):
+        expect(chart.get_by_text(year, exact=True)).to_have_count(1)
+    expect(chart).not_to_contain_text("2,02")
+    expect(chart).not_to_contain_text(".0")
+    assert no_overlap(page, "#tc-chat .tc-msg-chart text") == []
+    shot(page, artifacts, "follow-up-offline")
+
+
 def test_a_refusal_offers_rewordings_and_keeps_the_last_result(offline_page: Page,
                                                                artifacts: Path) -> None:
     page = offline_page
@@ -313,11 +335,11 @@ def test_a_result_cut_at_the_row_cap_exports_all_its_rows(desktop: Page, artifac
     shot(page, artifacts, "export")
 
 
-def test_the_csv_is_named_after_the_question(desktop: Page, tmp_path: Path) -> None:
-    ask(desktop, "Revenue by region", "Europe brings the most revenue.")
-    expect(desktop.locator("#tc-csv")).to_be_visible()
-    with desktop.expect_download() as download:
-        desktop.click("#tc-csv")
+def test_the_csv_is_named_after_the_question(page: Page, tmp_path: Path) -> None:
+    ask(page, "Revenue by region", "Europe brings the most revenue.")
+    expect(page.locator("#tc-csv")).to_be_visible()
+    with page.expect_download() as download:
+        page.click("#tc-csv")
     assert download.value.suggested_filename.endswith("-revenue-by-region.csv")
     saved = tmp_path / "r.csv"
     download.value.save_as(saved)

@@ -63,6 +63,14 @@ def offline(demo_db: Path) -> Iterator[LiveServer]:
     live.stop()
 
 
+def wait_until_ready(page: Page) -> None:
+    """The page answers events: its load event came back (the header names the engine).
+    The question box alone shows before the page's events are wired: a question typed that
+    early was never sent."""
+    page.wait_for_selector("#tc-question textarea")
+    expect(page.locator("#tc-engine")).to_contain_text("Engine")
+
+
 class Session:
     """A browser tab of its own; what it reached outside and what the console reported."""
 
@@ -89,7 +97,7 @@ class Session:
         self.page.on("console", console)
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.page.goto(url + "/")
-        self.page.wait_for_selector("#tc-question textarea")
+        wait_until_ready(self.page)
 
     def close(self) -> None:
         self.context.close()
@@ -500,7 +508,7 @@ def test_login_page_then_the_app(browser: Browser, demo_db: Path, artifacts: Pat
         page.get_by_label("password").fill("pw1")
         page.screenshot(path=artifacts / "browser-login-desktop.png", full_page=True)
         page.get_by_role("button", name="Login").click()
-        page.wait_for_selector("#tc-question textarea")
+        wait_until_ready(page)
         ask(page, "Which regions?", "There are five regions.")
         expect(page.locator("#tc-table")).to_contain_text("Middle East & Africa")
         context.close()

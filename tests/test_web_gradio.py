@@ -272,6 +272,72 @@ def test_two_sessions_never_see_each_other(server: LiveServer, tmp_path: Path) -
         bob.predict("pets", api_name="/schema")  # bob's table list has no pets
 
 
+def test_two_sessions_upload_the_same_file_at_once(server: LiveServer, tmp_path: Path) -> None:
+    """Gradio names an upload after its content's hash: two sessions sending the same bytes
+    get one path. The handler used to delete that file once read, under the other session,
+    which had uploaded it and not read it yet (issue 12). The order that lost bob's upload is
+    pinned here, waiting on events, not time: alice reads, bob uploads the same bytes, alice's
+    handler ends, then bob reads. The file goes once both sessions have ended."""
+    path = tmp_path / "pets.csv"
+    path.write_text("name,age\nrex,3\nfido,5\n")
+    alice, bob = new_client(server), new_client(server)
+    alice_read, bob_in, alice_done = threading.Event(), threading.Event(), threading.Event()
+    real_upload = server.tc.upload
+    sources: list[Path] = []
+
+    def upload(session: str, filename: str, source: Any) -> Any:
+        sources.append(Path(source))
+        if session == f"ui-{alice.session_hash}":
+            info = real_upload(session, filename, source)
+            alice_read.set()
+            bob_in.wait(60)  # bob has uploaded the same bytes and is about to read them
+            return info
+        bob_in.set()
+        alice_done.wait(60)  # alice's handler is over (it deleted the file, before)
+        return real_upload(session, filename, source)
+
+    results: dict[str, Any] = {}
+
+    def run_alice() -> None:
+        results["alice"] = alice.predict(handle_file(str(path)), api_name="/upload")
+        alice_done.set()
+
+    def run_bob() -> None:
+        alice_read.wait(60)
+        results["bob"] = bob.predict(handle_file(str(path)), api_name="/upload")
+
+    sessions = server.app.state.ui_sessions
+    real_clock, now = sessions.clock, [1_000_000.0]
+    sessions.clock = lambda: now[0]  # expiry moved by hand, below
+    server.tc.upload = upload  # type: ignore[method-assign]
+    try:
+        threads = [threading.Thread(target=run_alice), threading.Thread(target=run_bob)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        server.tc.upload = real_upload  # type: ignore[method-assign]
+        assert len(set(sources)) == 1, "one file in Gradio's cache for both"
+        for who in ("alice", "bob"):
+            assert results[who][UPLOAD["message"]].startswith("✔ Uploaded **pets**"), who
+        for client in (alice, bob):
+            assert "uploaded by you" in client.predict("pets", api_name="/schema")[0]
+        copy = sources[0]
+        assert copy.is_file()
+        # alice's session ends (idle); bob's, used since, lives on: the file stays his
+        now[0] += sessions.idle_seconds - 1
+        bob.predict("pets", api_name="/schema")
+        now[0] += 2
+        assert sessions.sweep() >= 1
+        assert copy.is_file(), "bob's session read these bytes too"
+        now[0] += sessions.idle_seconds
+        assert sessions.sweep() >= 1
+        assert not copy.exists(), "no session reads it any more: it goes"
+    finally:
+        server.tc.upload = real_upload  # type: ignore[method-assign]
+        sessions.clock = real_clock
+
+
 def test_the_first_example_is_answered_offline(demo_db: Path) -> None:
     live = LiveServer(tablechat.connect(demo_db)).start()  # no LLM at all
     try:

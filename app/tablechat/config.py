@@ -184,7 +184,7 @@ class Settings(BaseSettings):
     )
     ui_disk_mb: float = Field(
         1000.0, gt=0, description="Most MB the web UI keeps on disk for all sessions together: "
-        "result files and uploads waiting to be read; the oldest go first.",
+        "result files and the uploads of open sessions; the oldest go first.",
     )
     ui_file_max_age: float = Field(
         3600.0, gt=0, description="Seconds the web UI keeps a result file or an upload; Gradio "

@@ -195,7 +195,10 @@ def test_a_real_upload_still_works(server: LiveServer, cache: Path) -> None:
     out = client.predict(handle_file(str(src)), api_name="/upload")
     assert "Uploaded **pets**" in out[0]
     assert "2 rows" in out[0]
-    # the uploaded copy is gone once its rows are in the session's table
+    # the uploaded copy goes with the session (not at once: another session may have sent
+    # the same bytes, which Gradio keeps at the same path, and not read them yet)
+    assert [p for p in cache.rglob("pets.csv")]
+    server.app.state.ui_sessions.end_all()
     assert not [p for p in cache.rglob("pets.csv")]
 
 

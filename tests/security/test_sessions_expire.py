@@ -115,8 +115,7 @@ def test_a_session_in_use_does_not_expire(server: LiveServer, clock: list[float]
 def _raw_upload(http: httpx.Client, session_hash: str) -> str:
     """One upload as a script sends it: the file, then the event naming it; no heartbeat,
     no unload. The event's last message."""
-    # content of its own: Gradio keeps uploads by content hash, and the UI deletes the file it
-    # has read, so identical uploads at the same moment would race for one file
+    # content of its own: each session's upload is a file of its own to count and delete
     files = {"files": ("pets.csv", PETS + f"{session_hash},1\n".encode(), "text/csv")}
     paths = http.post("/gradio_api/upload", files=files).json()
     body = {"data": [{"path": paths[0], "orig_name": "pets.csv",

@@ -18,6 +18,13 @@ The API's exports (``POST /api/export``) use the same budgets in a folder of the
 directory (``TABLECHAT_SHARED_DIR``, :meth:`ResultFiles.exports`), so the process that fetches
 a file need not be the one that wrote it.
 
+An uploaded file is Gradio's: it names it by its content's hash, so two sessions uploading the
+same bytes get the same path, and one deleting it after reading would take it from the other
+before it reads (issue 12). A session about to read an upload registers it
+(:meth:`ResultFiles.uploaded`); the file goes when the last session that read it ends, unless
+the path holds a newer upload by then (another session's, not read yet). Until then it counts
+in the total budget like any upload Gradio holds.
+
 An export (a whole result, up to ``TABLECHAT_EXPORT_MAX_ROWS`` rows) is kept within the budgets
 while it is written, not only once it is done: :meth:`ResultFiles.writing` makes room first (the
 session's older files, then the oldest files of all), reserves what is left for it, and the
@@ -73,6 +80,9 @@ class ResultFiles:
         self.extra = extra  # other files counted in the total budget (Gradio's uploads)
         self._lock = threading.Lock()
         self._reserved = 0  # bytes promised to exports being written
+        # uploads read, by path: the sessions that read each, and the files (inodes) they read
+        self._readers: dict[Path, set[str]] = {}
+        self._read_inodes: dict[Path, set[int]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ResultFiles:
@@ -178,9 +188,36 @@ class ResultFiles:
         """Bytes the result files take now."""
         return sum(_size(f) for f in self.root.glob("*/result-*.csv"))
 
+    def uploaded(self, session: str, path: Path) -> None:
+        """``session`` is about to read the upload at ``path`` (a file in Gradio's cache): it
+        goes when the last session that read it ends (:meth:`end`), never while another
+        session may still have to read the same bytes there. (The file is identified before
+        it is read: a newer upload to the path meanwhile is another session's to delete.)"""
+        try:
+            inode = path.stat().st_ino
+        except OSError:
+            return  # gone already (swept): nothing to delete later
+        with self._lock:
+            self._readers.setdefault(path, set()).add(session)
+            self._read_inodes.setdefault(path, set()).add(inode)
+
     def end(self, session: str) -> None:
-        """Delete a session's files (its tab closed)."""
+        """Delete a session's files (its tab closed), and the uploads it read that no other
+        session is reading."""
         shutil.rmtree(self.folder(session), ignore_errors=True)
+        with self._lock:
+            for path in [p for p, who in self._readers.items() if session in who]:
+                who = self._readers[path]
+                who.discard(session)
+                if who:
+                    continue  # another session read these bytes too: its end deletes them
+                del self._readers[path]
+                inodes = self._read_inodes.pop(path, set())
+                with contextlib.suppress(OSError):
+                    # the same path may hold a newer upload of the same bytes, not read yet
+                    if path.stat().st_ino in inodes:
+                        path.unlink()
+                        path.parent.rmdir()  # Gradio's folder for those bytes, once empty
 
     def close(self) -> None:
         """Delete every file (the server stops), unless the folder is shared."""

@@ -5,8 +5,10 @@ orders named below (``RESULT_OUTS`` and the lists that embed it).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,47 @@ def stop_button(active: bool) -> Any:
     return gr.Button(interactive=active)
 
 
+@dataclass(slots=True, eq=False)  # each run is its own (kept in a set)
+class Running:
+    """An answer running in a session, and the signal that ends it (Stop, Clear)."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    cleared: bool = False  # Clear, not Stop: the answer leaves the emptied chat alone
+
+
+async def until_stopped(stream: AsyncIterator[list[Any]], stop: asyncio.Event
+                        ) -> AsyncIterator[list[Any]]:
+    """``stream``'s items until ``stop`` is set; then its work is cancelled (the question's
+    LLM call, its query) and the iteration ends normally.
+
+    Stop and Clear end an answer this way rather than with Gradio's ``cancels``: a cancelled
+    event ends in the browser with an empty completion that fails there, and Gradio then drops
+    the question sent meanwhile, which ``trigger_mode="always_last"`` had put off until the
+    answer ended (a question sent right after Stop went unanswered; issue 12)."""
+    it = aiter(stream)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(it))
+            await asyncio.wait({step, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():  # stopped: cancel the work where it waits
+                step.cancel()
+                await asyncio.gather(step, return_exceptions=True)
+                return
+            try:
+                item = step.result()
+            except StopAsyncIteration:
+                return
+            yield item
+            if stop.is_set():
+                return
+    finally:
+        stopped.cancel()
+        close = getattr(it, "aclose", None)
+        if close is not None:
+            await close()
+
+
 class Handlers:
     """The handlers of one UI, over one ``TableChat``."""
 
@@ -55,6 +98,7 @@ class Handlers:
         self.metrics = metrics
         self.units = units_of(tc.semantic)
         self.dialect = tc.snapshot().dialect
+        self.running: dict[str, set[Running]] = {}  # by session: the answers running
 
     # -- results ------------------------------------------------------------------------------
     def csv_file(self, result: Result, session: str, *, whole: bool = False) -> Path | None:
@@ -156,10 +200,42 @@ class Handlers:
                 out.extend(SKIP_RESULT)
             yield out
 
+    async def answer(self, question: str, conv: list[chat.Turn], session: str
+                     ) -> AsyncIterator[list[Any]]:
+        """``stream_answer`` until it ends or Stop / Clear ends it (``stop``): after Stop the
+        last update marks the answer stopped, after Clear it changes nothing."""
+        run = Running()
+        self.running.setdefault(session, set()).add(run)
+        latest = conv
+        try:
+            async for out in until_stopped(self.stream_answer(question, conv, session),
+                                           run.stop):
+                if isinstance(out[1], list):
+                    latest = out[1]
+                yield out
+        finally:
+            runs = self.running.get(session, set())
+            runs.discard(run)
+            if not runs:
+                self.running.pop(session, None)
+        if run.stop.is_set():
+            if run.cleared:
+                yield [gr.skip()] * (6 + RESULT_OUTS)
+            else:
+                stopped = chat.stop(latest)
+                yield [chat.messages(stopped), stopped, gr.skip(), gr.skip(), gr.skip(),
+                       stop_button(False), *SKIP_RESULT]
+
+    def stop_answers(self, session: str, *, cleared: bool = False) -> None:
+        """Signal the session's running answers to end (Stop, Clear)."""
+        for run in self.running.get(session, ()):
+            run.cleared = run.cleared or cleared
+            run.stop.set()
+
     async def on_ask(self, question: str, conv: list[chat.Turn], request: gr.Request
                      ) -> AsyncIterator[list[Any]]:
         """Answer the question sent (``asked``) in this tab's conversation."""
-        async for out in self.stream_answer(question, conv or [], session_of(request)):
+        async for out in self.answer(question, conv or [], session_of(request)):
             yield out
 
     async def on_regenerate(self, conv: list[chat.Turn], request: gr.Request
@@ -170,11 +246,13 @@ class Handlers:
             yield [gr.skip(), gr.skip(), gr.skip(), "Nothing to regenerate yet.", gr.skip(),
                    gr.skip(), *SKIP_RESULT]
             return
-        async for out in self.stream_answer(question, before, session_of(request)):
+        async for out in self.answer(question, before, session_of(request)):
             yield out
 
-    def on_stop(self, conv: list[chat.Turn]) -> list[Any]:
-        """Mark the running answer stopped (its event was cancelled)."""
+    async def on_stop(self, conv: list[chat.Turn], request: gr.Request) -> list[Any]:
+        """End the running answer and mark it stopped (async: on the loop its answer runs
+        on, where its signal is set)."""
+        self.stop_answers(session_of(request))
         conv = chat.stop(conv or [])
         return [chat.messages(conv), conv, stop_button(False)]
 
@@ -183,8 +261,10 @@ class Handlers:
         text, conv = chat.undo(conv or [])
         return [chat.messages(conv), conv, text]
 
-    def on_clear(self, request: gr.Request) -> list[Any]:
-        """Start over: [chatbot, conv, question, notice, sql, stop, *result]."""
+    async def on_clear(self, request: gr.Request) -> list[Any]:
+        """Start over: [chatbot, conv, question, notice, sql, stop, *result]; a running
+        answer ends and leaves the emptied chat alone."""
+        self.stop_answers(session_of(request), cleared=True)
         return [[], [], "", "", "", stop_button(False), *self.show(None)]
 
     def on_select(self, conv: list[chat.Turn], evt: gr.SelectData, request: gr.Request
@@ -267,15 +347,16 @@ class Handlers:
                 self.metrics.upload("refused")
             return ["⚠️ Upload the file through this page: a server path is not accepted.",
                     *[gr.skip()] * 4]
+        # the file is Gradio's, named by its content: another session may upload the same
+        # bytes to this path and not have read them yet. Not deleted here, it goes once the
+        # sessions that read it have ended (files.py; issue 12)
+        self.files.uploaded(session, Path(path))
         try:
             info = self.tc.upload(session, Path(path).name, path)
         except TableChatError as exc:
             if self.metrics is not None:
                 self.metrics.upload("refused")
             return [f"⚠️ {plain(exc)}", *[gr.skip()] * 4]
-        finally:
-            # its rows are in the session's table now: the file only takes disk
-            Path(path).unlink(missing_ok=True)
         if self.metrics is not None:
             self.metrics.upload("ok")
         rows = f"{info.row_count:,} rows" if info.row_count is not None else "rows"

@@ -102,27 +102,29 @@ def build_ui(tc: TableChat, metrics: Metrics | None = None,
                                           else {"api_visibility": "private"})
             return took.then(h.on_ask, ask_inputs, ask_outs, **visibility, **queued)
 
-        submit_ev = sent(c.question.submit, "ask")
-        click_ev = sent(c.send.click, None)
-        retry_ev = chatbot.retry(h.on_regenerate, [conv_state], ask_outs,
+        sent(c.question.submit, "ask")
+        sent(c.send.click, None)
+        chatbot.retry(h.on_regenerate, [conv_state], ask_outs,
                                  api_name="regenerate", **replaces)
         # an example or a suggested rewording asks that question
-        example_ev = c.examples.click(lambda sample: sample[0], [c.examples], [c.asked],
+        c.examples.click(lambda sample: sample[0], [c.examples], [c.asked],
                                       api_visibility="private", **common
                                       ).then(h.on_ask, ask_inputs, ask_outs,
                                              api_visibility="private", **queued)
-        option_ev = chatbot.option_select(picked, None, [c.asked],
+        chatbot.option_select(picked, None, [c.asked],
                                           api_visibility="private", **common
                                           ).then(h.on_ask, ask_inputs, ask_outs,
                                                  api_visibility="private", **queued)
-        running = [submit_ev, click_ev, retry_ev, example_ev, option_ev]
-        c.stop.click(h.on_stop, [conv_state], [chatbot, conv_state, c.stop], cancels=running,
-                     api_name="stop", **common)
+        # Stop and Clear end a running answer through the handlers (``Handlers.stop_answers``),
+        # not Gradio's ``cancels``: a cancelled answer made the browser drop the question sent
+        # right after it (issue 12)
+        c.stop.click(h.on_stop, [conv_state], [chatbot, conv_state, c.stop], api_name="stop",
+                     **common)
         chatbot.undo(h.on_undo, [conv_state], [chatbot, conv_state, c.question],
                      api_visibility="private", **common)
         # one Clear control: the chat's own (its bin icon)
-        chatbot.clear(h.on_clear, None, ask_outs, cancels=[*running, export_ev],
-                      api_name="clear", **common)
+        chatbot.clear(h.on_clear, None, ask_outs, cancels=[export_ev], api_name="clear",
+                      **common)
         chatbot.select(h.on_select, [conv_state], [r.sql, *result_outs],
                        api_visibility="private", **common)
         r.run.click(h.on_run_sql, [r.sql, conv_state], [chatbot, conv_state, c.notice,

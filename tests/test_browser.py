@@ -317,6 +317,33 @@ def test_edit_the_sql_and_run_it_again(page: Page, artifacts: Path) -> None:
     expect(page.locator("#tc-table-info")).to_have_text("3 rows"), "the last result stays"
 
 
+def test_a_chart_of_several_series_shows_its_legend(page: Page, artifacts: Path) -> None:
+    """Issue 12, "charts that work": legends visible. A line per channel over the months of
+    2024, from the SQL box: every series is named on screen, inside the chart and its message,
+    and no text of the chart overlaps another."""
+    ask(page, "Revenue by region", "Europe brings the most revenue.")
+    editor = page.locator("#tc-sql .cm-content")
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.type("SELECT date_trunc('month', order_date) AS month, channel, "
+                       "count(*) AS orders FROM orders WHERE year(order_date) = 2024 "
+                       "GROUP BY 1, 2 ORDER BY 1, 2")
+    page.click("#tc-run")
+    expect(page.locator("#tc-chat")).to_contain_text("Ran the edited SQL")
+    channels = ["in-store", "online", "phone"]  # the demo's (data/demo/build.sql)
+    expect(page.locator("#tc-table-info")).to_have_text(f"{12 * len(channels)} rows")
+    for where in ("#tc-chat .tc-msg-chart", "#tc-chart"):
+        legend = page.locator(f"{where} svg text.tc-legend")
+        expect(legend).to_have_count(len(channels))
+        for i in range(len(channels)):
+            expect(legend.nth(i)).to_be_visible()
+        assert sorted(legend.all_text_contents()) == channels
+        shot(page, artifacts, "legend")
+        assert no_overlap(page, f"{where} svg text") == [], where
+    assert outside_bubble(page, "#tc-chat .tc-msg-chart text") == []
+
+
 def test_a_result_cut_at_the_row_cap_exports_all_its_rows(desktop: Page, artifacts: Path,
                                                           tmp_path: Path) -> None:
     page = desktop

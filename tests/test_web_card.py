@@ -158,3 +158,25 @@ def test_the_csv_is_named_after_the_question_and_no_setting_is_shown(
     assert path.name.startswith("result-"), "within the session's disk budget"
     cut = Result("", ["a"], [(1,)] * 60, truncated=True)
     assert "TABLECHAT_" not in cut.info() and "row cap of 60" in cut.info()
+
+
+def test_a_year_of_months_in_several_series_keeps_its_labels_apart_and_round() -> None:
+    """Seen in a browser at 1440x900 (issue 12): twelve month starts of 2024 put six labels
+    ("Jan 2024", "Mar 2024" ...) 46 px apart where each takes ~45 px, the end ones anchored
+    outwards, so "Jan 2024 / Mar 2024" overlapped; counts were gridlined at 395.33 and
+    790.67."""
+    rows = [(dt.date(2024, m, 1), channel, 300 + 40 * m + 300 * k)
+            for m in range(1, 13) for k, channel in enumerate(("in-store", "online", "phone"))]
+    svg = svgchart.render({"type": "line", "x": "month", "y": "orders", "color": "channel"},
+                          ["month", "channel", "orders"], rows, {})
+    ticks = re.findall(r'<text x="([\d.]+)" y="[\d.]+" font-size="10" text-anchor="(\w+)" '
+                       r'class="tc-tick" fill="currentColor">([^<]*)<', svg)
+    assert ticks[0][2] == "Jan 2024" and ticks[-1][2] == "Dec 2024"
+    boxes = []
+    for x, anchor, label in ticks:
+        width = svgchart.CHAR_PX * len(label)
+        left = float(x) - {"start": 0, "middle": width / 2, "end": width}[anchor]
+        boxes.append((left, left + width))
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(boxes)), ticks
+    grid = re.findall(r'text-anchor="end" fill="currentColor">([^<]*)</text>', svg)
+    assert grid == ["0", "500", "1k", "1.5k"], grid

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +30,8 @@ MAX_BARS = 20
 MAX_SERIES = len(PALETTE)
 MAX_TICKS = 6
 LABEL_CHARS = 18
+CHAR_PX = 6.0  # a 10 px label's average character width, rounded up
+TICK_GAP_PX = 8.0
 
 
 def _clip(label: str, n: int = LABEL_CHARS) -> str:
@@ -124,16 +128,37 @@ def _x_label(value: Any, x: str, all_values: Sequence[Any]) -> str:
     return formats.number(value) if formats.is_number(value) else formats.text(value)
 
 
-def _ticks(n: int) -> list[int]:
-    """At most MAX_TICKS evenly spread positions of ``n`` (first and last included)."""
-    if n <= MAX_TICKS:
-        return list(range(n))
-    step = (n - 1) / (MAX_TICKS - 1)
-    return sorted({round(i * step) for i in range(MAX_TICKS)})
+def _ticks(n: int, width: float = math.inf, label_px: float = 0.0) -> list[int]:
+    """At most MAX_TICKS evenly spread positions of ``n`` (first and last included), as many
+    as fit side by side in ``width`` pixels with labels ``label_px`` wide (the first label
+    starts at its point and the last ends at its own, the others are centred on theirs)."""
+    for count in range(min(n, MAX_TICKS), 1, -1):
+        picks = sorted({round(i * (n - 1) / (count - 1)) for i in range(count)})
+        # the closest two neighbours, in pixels; an end label and its centred neighbour need
+        # 1.5 labels of room, the two end labels alone two
+        step = width * min(b - a for a, b in itertools.pairwise(picks)) / (n - 1)
+        if step >= (2.0 if count == 2 else 1.5) * label_px + TICK_GAP_PX:
+            return picks
+    return [0, n - 1] if n > 1 else [0]
+
+
+def _nice(lo: float, hi: float, parts: int = 3) -> tuple[float, float, float]:
+    """The axis ``lo`` .. ``hi`` widened to round steps (1, 2, 2.5 or 5 times a power of ten),
+    ``parts`` of them: gridlines at 0, 400, 800, 1.2k rather than 0, 395.33, 790.67 (issue 12:
+    numbers people read)."""
+    span = (hi - lo) / parts or 1.0
+    power = 10 ** math.floor(math.log10(span))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= span - 1e-12)
+    low = math.floor(lo / step + 1e-9) * step
+    while low + step * parts < hi - 1e-9:  # a low bound rounded down may need a wider step
+        step = next(m * power for m in (1, 2, 2.5, 5, 10, 20, 25, 50) if m * power > step)
+        low = math.floor(lo / step + 1e-9) * step
+    return low, low + step * parts, step
 
 
 def _y_axis(lo: float, hi: float, top: float, bottom: float, left: float, unit: str
             ) -> list[str]:
+    """Gridlines and labels for an axis already made round by :func:`_nice`."""
     body = []
     for i in range(4):
         v = lo + (hi - lo) * i / 3
@@ -181,7 +206,7 @@ def _lines(rows: Sequence[Sequence[Any]], xi: int, yi: int, ci: int | None, x: s
     top += 14  # room for the measure's name above the axis
     left, bottom = 52.0, top + 150
     lo, hi = min(0.0, min(values)), max(values)
-    hi = hi if hi != lo else lo + 1
+    lo, hi, _ = _nice(lo, hi if hi != lo else lo + 1)
     body += _y_axis(lo, hi, top, bottom, left, unit)
     pos = {v: left + (WIDTH - 16 - left) * i / (len(xs) - 1) for i, v in enumerate(xs)}
     for n, points in enumerate(series.values()):
@@ -189,12 +214,13 @@ def _lines(rows: Sequence[Sequence[Any]], xi: int, yi: int, ci: int | None, x: s
                           for k, v in sorted(points.items(), key=lambda kv: pos[kv[0]]))
         body.append(f'<polyline points="{coords}" fill="none" stroke="{PALETTE[n]}" '
                     'stroke-width="2"/>')
-    ticks = _ticks(len(xs))
+    labels = [_x_label(v, x, xs) for v in xs]
+    ticks = _ticks(len(xs), WIDTH - 16 - left, CHAR_PX * max(len(t) for t in labels))
     for i in ticks:
         # the first label starts at the axis and the last ends at the edge: none crosses the
         # value labels or leaves the picture
         anchor = "start" if i == ticks[0] else "end" if i == ticks[-1] else "middle"
-        body.append(_t(pos[xs[i]], bottom + 13, _x_label(xs[i], x, xs), anchor=anchor,
+        body.append(_t(pos[xs[i]], bottom + 13, labels[i], anchor=anchor,
                        size=10, cls="tc-tick"))
     body.append(_t(left + (WIDTH - left) / 2, bottom + 28, x, anchor="middle", size=10,
                    cls="tc-axis"))
@@ -212,6 +238,7 @@ def _scatter(rows: Sequence[Sequence[Any]], xi: int, yi: int, x: str, y: str, ti
     xlo, xhi = min(a for a, _ in data), max(a for a, _ in data)
     ylo, yhi = min(b for _, b in data), max(b for _, b in data)
     xhi, yhi = (xhi if xhi != xlo else xlo + 1), (yhi if yhi != ylo else ylo + 1)
+    ylo, yhi, _ = _nice(ylo, yhi)
     body = [_t(0, 15, _clip(title, 48), size=13, bold=True)]
     body += _y_axis(ylo, yhi, top, bottom, left, formats.unit_for(y, units))
     right = WIDTH - 16

@@ -31,6 +31,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/feedback"): "json",
     ("POST", "/api/upload"): "multipart",
     ("POST", "/api/sessions"): "none",
+    ("POST", "/api/export"): "json",
+    ("GET", "/api/exports/{file_id}"): "none",
     ("DELETE", "/api/sessions/{session}"): "none",
     ("GET", "/api/schema"): "none",
     ("GET", "/api/health"): "none",

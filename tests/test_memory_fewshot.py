@@ -37,7 +37,7 @@ def _recording(replies: list[str]) -> tuple[Any, list[str]]:
 
 
 def _sql_prompt(sent: list[str]) -> str:
-    return next(text for text in sent if "## Verified examples" in text)
+    return next(text for text in sent if "## Examples" in text)
 
 
 def test_the_closest_verified_examples_reach_the_sql_prompt(demo_db: Path,
@@ -54,7 +54,7 @@ def test_the_closest_verified_examples_reach_the_sql_prompt(demo_db: Path,
         answer = tc.ask("Which customers never placed any order?")
     assert answer.error is None
     prompt = _sql_prompt(sent)
-    examples = prompt.split("## Verified examples", 1)[1].split("## Conversation so far", 1)[0]
+    examples = prompt.split("## Examples", 1)[1].split("## Conversation so far", 1)[0]
     assert "Q: Which customers never placed an order?" in examples
     assert EXAMPLE_SQL in examples
     assert "not this database" not in examples  # examples of another database stay out
@@ -65,7 +65,7 @@ def test_no_examples_say_none(demo_db: Path, store_url: str) -> None:
     model, sent = _recording(["SELECT count(*) AS n FROM customers", "There are 5,000."])
     with tablechat.connect(demo_db, llm=model) as tc:
         assert tc.ask("how many customers").error is None
-    examples = _sql_prompt(sent).split("## Verified examples", 1)[1]
+    examples = _sql_prompt(sent).split("## Examples", 1)[1]
     assert "(none)" in examples.split("## Conversation so far", 1)[0]
 
 

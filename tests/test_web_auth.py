@@ -179,19 +179,21 @@ def test_openapi_page_declares_the_api_credentials(server: LiveServer) -> None:
     assert "security" not in spec["paths"]["/healthz"]["get"]
 
 
-def test_api_routes_without_the_middleware_refuse_everyone(demo_db: Path) -> None:
+def test_api_routes_without_the_middleware_refuse_everyone(demo_db: Path, tmp_path: Path) -> None:
     """Served without AuthMiddleware (a mistake when wiring the app), the API routes fail
     closed rather than open."""
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
+    from tablechat.store import open_store
     from tablechat.web.metrics import Metrics
     from tablechat.web.openai_api import openai_router
     from tablechat.web.sessions import ApiSessions
 
     tc = tablechat.connect(demo_db, llm=ScriptedChatModel())
     app = FastAPI()
-    app.include_router(openai_router(tc, Metrics(), ApiSessions(tc, idle_seconds=60,
-                                                                max_sessions=10)))
+    sessions = ApiSessions(tc, store=open_store(f"sqlite:///{tmp_path}/store.sqlite"),
+                           shared_dir=tmp_path, idle_seconds=60, max_sessions=10)
+    app.include_router(openai_router(tc, Metrics(), sessions))
     with TestClient(app) as client:
         assert client.get("/v1/models", headers=BEARER).status_code == 401

@@ -26,9 +26,14 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest, demo_db: Path, cache: Path) -> Iterator[LiveServer]:
-    """The module's live server (``SERVER_SETTINGS`` of the module, if any)."""
-    settings = getattr(request.module, "SERVER_SETTINGS", {})
+def server(request: pytest.FixtureRequest, demo_db: Path, cache: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The module's live server (``SERVER_SETTINGS`` of the module, if any), with a store and
+    a shared directory of its own: what its sessions count (``max_api_sessions`` counts every
+    session in the store) is its own, not the sessions the rest of the run left there."""
+    own = tmp_path_factory.mktemp("server-store")
+    settings = {"store": f"sqlite:///{own}/store.sqlite", "shared_dir": str(own / "shared"),
+                **getattr(request.module, "SERVER_SETTINGS", {})}
     tc = tablechat.connect(demo_db, llm=ScriptedChatModel(), **settings)
     live = LiveServer(tc).start()
     yield live

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,3 +40,15 @@ def server(request: pytest.FixtureRequest, demo_db: Path, cache: Path,
     yield live
     live.stop()
     tc.close()
+
+
+def hand_clock(sessions: Any) -> Iterator[list[float]]:
+    """``sessions.clock`` moved by hand (expiry without sleeping): every session ended before
+    and after. For a fixture over the API's or the UI's sessions."""
+    sessions.end_all()
+    now = [1_000_000.0]
+    real = sessions.clock
+    sessions.clock = lambda: now[0]
+    yield now
+    sessions.clock = real
+    sessions.end_all()

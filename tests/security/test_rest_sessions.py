@@ -17,6 +17,7 @@ import pytest
 
 import tablechat
 from tablechat.web.sessions import ApiSessions
+from tests.security.conftest import hand_clock
 from tests.test_web_support import LiveServer, ScriptedChatModel, live_server
 
 PETS = ("pets.csv", b"name,age\nrex,3\nfido,5\n", "text/csv")
@@ -29,14 +30,7 @@ SERVER_SETTINGS = {"max_api_sessions": 20}  # the module's server (tests/securit
 @pytest.fixture()
 def fake_clock(server: LiveServer) -> Iterator[list[float]]:
     """The sessions' clock, moved by hand: expiry without sleeping."""
-    sessions: ApiSessions = server.app.state.sessions
-    sessions.end_all()
-    now = [1_000_000.0]
-    real = sessions.clock
-    sessions.clock = lambda: now[0]
-    yield now
-    sessions.clock = real
-    sessions.end_all()
+    yield from hand_clock(server.app.state.sessions)
 
 
 def client(server: LiveServer, **kwargs: object) -> httpx.Client:

@@ -21,6 +21,7 @@ from gradio_client import Client, handle_file
 
 from tablechat.errors import TableChatError
 from tablechat.web.ui_sessions import UiSessions
+from tests.security.conftest import hand_clock
 from tests.test_web_support import LiveServer
 
 PETS = b"name,age\nrex,3\nfido,5\nkitty,2\n"
@@ -30,14 +31,7 @@ RAW_SESSIONS = 200
 @pytest.fixture()
 def clock(server: LiveServer) -> Iterator[list[float]]:
     """The UI sessions' clock, moved by hand; every session ended before and after."""
-    sessions: UiSessions = server.app.state.ui_sessions
-    sessions.end_all()
-    now = [1_000_000.0]
-    real = sessions.clock
-    sessions.clock = lambda: now[0]
-    yield now
-    sessions.clock = real
-    sessions.end_all()
+    yield from hand_clock(server.app.state.ui_sessions)
 
 
 def live_sessions(server: LiveServer) -> int:

@@ -263,9 +263,11 @@ class Handlers:
 
     async def on_clear(self, request: gr.Request) -> list[Any]:
         """Start over: [chatbot, conv, question, notice, sql, stop, *result]; a running
-        answer ends and leaves the emptied chat alone."""
+        answer ends and leaves the emptied chat alone. The question box is left as it is:
+        what the person types right after Clear (before this reply is back) is their next
+        question (issue 12: on a loaded machine the reply came later and emptied it)."""
         self.stop_answers(session_of(request), cleared=True)
-        return [[], [], "", "", "", stop_button(False), *self.show(None)]
+        return [[], [], gr.skip(), "", "", stop_button(False), *self.show(None)]
 
     def on_select(self, conv: list[chat.Turn], evt: gr.SelectData, request: gr.Request
                   ) -> list[Any]:

@@ -199,9 +199,20 @@ def test_metrics_sum_over_worker_processes(multiproc_dir: Path) -> None:
     finally:
         _kill(a)
         _stop(b)
-    # the killed worker's question still counts until its parent says it has gone
-    assert samples(Metrics().render())["tablechat_questions_in_flight", ()] == 1
-    process_exited(a.pid)
+    # the killed worker's question stops counting (nobody told: uvicorn's supervisor just
+    # restarts a killed worker); its counters stay in the sums
     got = samples(Metrics().render())
-    assert got["tablechat_questions_in_flight", ()] == 0
+    assert got.get(("tablechat_questions_in_flight", ()), 0) == 0  # no live worker: no series
     assert got["tablechat_uploads_total", (("outcome", "ok"),)] == 5
+    assert not list(multiproc_dir.glob(f"gauge_live*_{a.pid}.db"))
+
+
+def test_a_worker_that_ends_takes_its_in_flight_questions_along(multiproc_dir: Path) -> None:
+    a = _worker(0, 0.1, "busy")
+    try:
+        assert samples(Metrics().render())["tablechat_questions_in_flight", ()] == 1
+        process_exited(a.pid)  # what a worker's shutdown does (it is still running here)
+        got = samples(Metrics().render())
+        assert got.get(("tablechat_questions_in_flight", ()), 0) == 0
+    finally:
+        _kill(a)

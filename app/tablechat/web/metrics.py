@@ -8,7 +8,9 @@ Two modes, chosen by ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's own switc
 - **set** (``tablechat serve --workers N``): every worker writes its samples to files in that
   directory and ``/metrics``, whichever worker answers it, sums all of them
   (``MultiProcessCollector``). The parent calls :func:`prepare_multiprocess` before it starts
-  the workers, and :func:`process_exited` for each worker that ends. prometheus_client picks
+  the workers; a worker that ends calls :func:`process_exited`, and one that was killed (its
+  in-flight gauge left behind) is found by :func:`sweep_dead_workers` when ``/metrics`` is
+  rendered (uvicorn's supervisor restarts it, and tells nobody). prometheus_client picks
   its mode when it is first imported, so the variable must be set before a worker imports it:
   spawned workers inherit it from the parent.
 
@@ -19,6 +21,7 @@ tests/test_metrics.py holds the set).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -59,6 +62,34 @@ def process_exited(pid: int) -> None:
     directory = multiprocess_dir()
     if directory is not None:
         multiprocess.mark_process_dead(pid, directory)
+
+
+# the files of a worker's "live" gauges (livesum, liveall, ...), named after its pid
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]*_(\d+)\.db$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def sweep_dead_workers(directory: str) -> list[int]:
+    """The workers whose live gauges are in ``directory`` but whose process is gone (killed,
+    crashed: it never called :func:`process_exited`): their live gauges leave the sums, as
+    prometheus_client's ``mark_process_dead`` does. Returns their pids."""
+    dead = set()
+    for entry in os.scandir(directory):
+        match = _LIVE_GAUGE_FILE.match(entry.name)
+        if match and not _alive(int(match.group(1))):
+            dead.add(int(match.group(1)))
+    for pid in sorted(dead):
+        multiprocess.mark_process_dead(pid, directory)
+    return sorted(dead)
 
 
 def multiprocess_dir() -> str | None:
@@ -125,6 +156,7 @@ class Metrics:
         ``PROMETHEUS_MULTIPROC_DIR`` set, the sums over every worker's."""
         if self.multiprocess is None:
             return generate_latest(self.registry).decode()
+        sweep_dead_workers(self.multiprocess)
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged, path=self.multiprocess)
         return generate_latest(merged).decode()

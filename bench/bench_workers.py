@@ -44,13 +44,14 @@ START_SECONDS = 300  # N workers each import Gradio and build an app: slow on a 
 
 
 def scripted_app() -> Any:
-    """The app of one worker, with bench_web's 200 ms scripted model (an app factory)."""
+    """The app of one worker, with bench_web's 200 ms scripted model (an app factory); built
+    as ``app_from_env`` builds it, start-up heap settled (``web/heap.py``) included."""
     import tablechat
     from bench.bench_web import _model
     from tablechat.web.server import _adopt_running_loop, create_app
 
     _adopt_running_loop()
-    return create_app(tablechat.connect(llm=_model()))
+    return create_app(tablechat.connect(llm=_model()), settle_heap=True)
 
 
 @contextlib.contextmanager

@@ -39,7 +39,7 @@ from bench.bench_web import _Conn, _free_port, _wait
 CLIENTS = 32
 HOSTILE = 8
 ROUNDS = 6  # questions per normal client in one trial
-QUESTION = "How many customers are there?"
+QUESTION = bench_web.QUESTION  # the normal clients ask it (bench_web._ask)
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_LIMIT = "1GB"  # the DuckDB memory_limit the server runs with
 BUDGET_MB = 1024 + 512  # what the issue allows: memory_limit + 512 MB over the idle server
@@ -245,18 +245,7 @@ async def _normal(port: int, rounds: int) -> tuple[list[float], list[str]]:
 
     async def worker(conn: _Conn) -> None:
         for _ in range(rounds):
-            start = time.perf_counter()
-            try:
-                status, body = await conn.post_json("/api/ask", {"question": QUESTION})
-            except Exception as exc:  # count it, keep measuring
-                errors.append(f"{type(exc).__name__}: {exc}")
-                await conn.close()
-                conn.reader = conn.writer = None
-                continue
-            if status != 200 or body.get("rows") != [[5000]]:
-                errors.append(f"{status}: {body.get('error')}")
-            else:
-                latencies.append(time.perf_counter() - start)
+            await bench_web._ask(conn, latencies, errors)
 
     try:
         await asyncio.gather(*(worker(c) for c in conns))

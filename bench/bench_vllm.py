@@ -8,12 +8,12 @@
     would take if they overlapped perfectly on a server that never slows down.
 
 "Bare ChatOpenAI" makes the same two calls through LangChain's ChatOpenAI as it comes (the
-openai SDK on httpx underneath), as tablechat's own models now do (every call streamed, so a
-call given up at its timeout frees the server's slot). "ChatOpenAI on the SDK's aiohttp
-client" is the same with ``http_async_client=openai.DefaultAioHttpClient()``: measured here
-to decide whether tablechat should use it (issue 13). Client CPU is ``time.process_time`` of
-this process (the fake server is another process), per question, alone and under the 32
-concurrent questions.
+openai SDK on httpx underneath), as tablechat's own models do (on vLLM, replies used whole
+come whole: vLLM aborts a request whose client leaves, stream or not). "ChatOpenAI on the
+SDK's aiohttp client" is the same with ``http_async_client=openai.DefaultAioHttpClient()``:
+measured here to decide whether tablechat should use it (issue 13). Client CPU is
+``time.process_time`` of this process (the fake server is another process), per question,
+alone and under the 32 concurrent questions.
 
 "Plain aiohttp" POSTs the two request bodies tablechat sent for one question, with nothing
 else: the ceiling of this setup (the fake server and the client share the machine). The 32
@@ -102,7 +102,7 @@ def _script(server: Any) -> None:
 
 
 def _answer_requests(server: Any) -> list[dict[str, Any]]:
-    # every call streams now: the answer request is the one that is not the SQL's
+    # the answer request is the one that is not the SQL's
     return [r for r in server.chat_requests()
             if "SQL that was run" in json.dumps(r["body"]["messages"])]
 

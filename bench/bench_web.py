@@ -131,20 +131,31 @@ class _Conn:
             with contextlib.suppress(OSError):
                 await self.writer.wait_closed()
 
+    async def reset(self) -> None:
+        """Close; the next request opens a new connection."""
+        await self.close()
+        self.reader = self.writer = None
 
-async def _ask(conn: _Conn, latencies: list[float], errors: list[str]) -> None:
+
+async def _ask(conn: _Conn, latencies: list[float], errors: list[str],
+               calls: list[int] | None = None) -> None:
+    """Ask QUESTION on ``conn``, as every load generator here does: its latency goes in
+    ``latencies`` when the answer is right (``rows == [[5000]]``), else what went wrong in
+    ``errors`` (after a transport error the connection is dropped and the next question opens
+    a new one); the model calls it made (``usage.llm_calls``) in ``calls`` when given."""
     start = time.perf_counter()
     try:
         status, body = await conn.post_json("/api/ask", {"question": QUESTION})
-        if status != 200 or body.get("error") or body.get("rows") != [[5000]]:
-            errors.append(f"{status}: {body.get('error')}")
-            return
     except Exception as exc:  # count it, keep measuring
         errors.append(f"{type(exc).__name__}: {exc}")
-        await conn.close()
-        conn.reader = conn.writer = None
+        await conn.reset()
+        return
+    if status != 200 or body.get("error") or body.get("rows") != [[5000]]:
+        errors.append(f"{status}: {body.get('error')}")
         return
     latencies.append(time.perf_counter() - start)
+    if calls is not None:
+        calls.append(int((body.get("usage") or {}).get("llm_calls") or 0))
 
 
 def _cpu_seconds(pid: int | None = None) -> float:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import Row, p50
-from bench.bench_web import LATENCY, QUESTION, ROOT, _Conn, _cpu_seconds, _free_port
+from bench.bench_web import LATENCY, ROOT, _ask, _Conn, _cpu_seconds, _free_port
 
 CLIENTS = 64
 VLLM_CLIENTS = 32
@@ -44,13 +44,14 @@ START_SECONDS = 300  # N workers each import Gradio and build an app: slow on a 
 
 
 def scripted_app() -> Any:
-    """The app of one worker, with bench_web's 200 ms scripted model (an app factory)."""
+    """The app of one worker, with bench_web's 200 ms scripted model (an app factory); built
+    as ``app_from_env`` builds it, start-up heap settled (``web/heap.py``) included."""
     import tablechat
     from bench.bench_web import _model
     from tablechat.web.server import _adopt_running_loop, create_app
 
     _adopt_running_loop()
-    return create_app(tablechat.connect(llm=_model()))
+    return create_app(tablechat.connect(llm=_model()), settle_heap=True)
 
 
 @contextlib.contextmanager
@@ -107,23 +108,6 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
-async def _ask(conn: _Conn, latencies: list[float], errors: list[str], calls: list[int]
-               ) -> None:
-    start = time.perf_counter()
-    try:
-        status, body = await conn.post_json("/api/ask", {"question": QUESTION})
-    except Exception as exc:  # count it, keep measuring
-        errors.append(f"{type(exc).__name__}: {exc}")
-        await conn.close()
-        conn.reader = conn.writer = None
-        return
-    if status != 200 or body.get("error") or body.get("rows") != [[5000]]:
-        errors.append(f"{status}: {body.get('error')}")
-        return
-    latencies.append(time.perf_counter() - start)
-    calls.append(int((body.get("usage") or {}).get("llm_calls") or 0))
-
-
 async def _measure(port: int, pid: int, clients: int) -> dict[str, Any]:
     conns = [_Conn("127.0.0.1", port) for _ in range(clients)]
     errors: list[str] = []
@@ -143,8 +127,7 @@ async def _measure(port: int, pid: int, clients: int) -> dict[str, Any]:
                     await _ask(conn, out, errors, calls)
 
             for c in conns:  # fresh connections: uvicorn closes one idle for 5 s (while
-                await c.close()  # the solo questions ran), and this client does not retry
-                c.reader = c.writer = None
+                await c.reset()  # the solo questions ran), and this client does not retry
             cpu0 = _tree_cpu(pid)
             start = time.perf_counter()
             await asyncio.gather(*(client(c, loaded) for c in conns))

@@ -120,15 +120,16 @@ def test_answer_with_constrained_sql(demo_db: Path, fake_vllm: FakeVLLM) -> None
     body = sql_request["body"]
     assert body["structured_outputs"]["json"]["required"] == ["sql"]
     assert not [k for k in body if k.startswith("guided_")]
-    # every call streams, so a call given up at its timeout frees the server's slot
-    assert body["stream"] is True and body["max_completion_tokens"] == 512
+    # a reply used whole comes whole: vLLM aborts a non-streamed request whose client
+    # leaves, so a timeout still frees its slot (the stream cost the client CPU per token)
+    assert body["stream"] is False and body["max_completion_tokens"] == 512
     prompt = body["messages"][0]["content"]
     # static parts first (prefix caching), the question last
     assert prompt.index("## Database schema") < prompt.index("## Rules") \
         < prompt.index("How many customers are there?")
     assert '{"sql":' in prompt  # the reply format matches the constraint
     (answer_request,) = by_kind(fake_vllm, ANSWER)
-    assert answer_request["body"]["stream"] is True  # streamed, though ask() shows it whole
+    assert answer_request["body"]["stream"] is False  # ask() shows it whole
     assert "structured_outputs" not in answer_request["body"]
     # sql + answer; a question naming the schema needs no router call
     assert answer.usage.llm_calls == 2
@@ -162,7 +163,7 @@ def test_stream_streams_the_answer_sentence_with_usage(demo_db: Path, fake_vllm:
     events = _streamed(tc, "How many customers are there?", tokens=False)
     assert not [e for e in events if isinstance(e, ev.Token)]
     (answer_request,) = by_kind(fake_vllm, ANSWER)
-    assert answer_request["body"]["stream"] is True
+    assert answer_request["body"]["stream"] is False
 
 
 def test_usage_counts_every_call(demo_db: Path, fake_vllm: FakeVLLM) -> None:
@@ -189,7 +190,8 @@ def test_chat_message_is_routed_with_a_constrained_choice(
     assert router["body"]["structured_outputs"] == {"choice": ["data", "chat"]}
     assert router["body"].get("max_completion_tokens", router["body"].get("max_tokens")) <= 8
     (chat,) = by_kind(fake_vllm, CHAT)
-    assert chat["body"]["stream"] is True and chat["body"]["messages"][0]["role"] == "system"
+    # ask() shows it whole: one reply, not a stream (vLLM aborts it if the client leaves)
+    assert chat["body"]["stream"] is False and chat["body"]["messages"][0]["role"] == "system"
     assert not by_kind(fake_vllm, SQL)
     assert answer.usage.llm_calls == 2
     fake_vllm.reset()

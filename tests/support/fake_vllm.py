@@ -31,7 +31,8 @@ Control API (loopback clients only; never logged):
   at fault, ``input_tokens`` for a prompt too long), ``retry_after`` (seconds, sent as
   ``Retry-After``),
   ``delay`` (seconds before the first byte), ``token_delay`` (seconds between streamed
-  tokens; a non-streamed reply waits ``token_delay * tokens``), ``fault``, ``fault_after``
+  tokens; a non-streamed reply comes whole when the stream's last token would have,
+  ``token_delay * (tokens - 1)`` after the first), ``fault``, ``fault_after``
   (content tokens streamed before the fault; default half), ``finish_reason``,
   ``tool_calls`` (``[{"name": ..., "arguments": {...}}]``; finish_reason becomes
   ``tool_calls``), ``cached_tokens`` (reported as ``usage.prompt_tokens_details``, as vLLM
@@ -709,7 +710,9 @@ class Handler(BaseHTTPRequestHandler):
         release: threading.Event,
     ) -> bool | None:
         state, fault = self.server.state, reply.get("fault")
-        generation = float(reply.get("token_delay") or 0) * len(pieces)
+        # whole when the stream's last token would go out: the stream sends its first token
+        # at once and the others token_delay apart (as one engine's steps make them)
+        generation = float(reply.get("token_delay") or 0) * max(len(pieces) - 1, 0)
         done_at = self._arrived + float(reply.get("delay") or 0) + generation
         if generation and not self._wait(None, release, until=done_at):
             state.update(entry, client_disconnected=not release.is_set())

@@ -124,7 +124,8 @@ class LLMClient:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> str:
-        """One reply's text (streamed from the server, so a timeout frees its slot).
+        """One reply's text, whole (streamed from the server unless its backend says a
+        timeout frees the server's slot without a stream: ``stream_whole_replies``).
 
         ``messages`` may be a function of whether the reply is constrained (``structured`` is
         asked for and the server takes it), so the prompt can describe the reply format.

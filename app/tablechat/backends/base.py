@@ -170,6 +170,11 @@ class LLMBackend:
     constraints: ClassVar[frozenset[str]] = frozenset()
     #: constrain the SQL reply with the schema's grammar (agent/grammar.py) rather than JSON
     sql_grammar: ClassVar[bool] = False
+    #: ask for a reply used whole (the SQL, the router, an answer shown whole) as a stream.
+    #: True unless the server stops generating when the client of a *non-streamed* request
+    #: leaves (a timeout must free its slot); a stream costs the client per token (the SDK
+    #: builds a model per chunk, LangChain merges the chunks)
+    stream_whole_replies: ClassVar[bool] = True
 
     def __init__(self, settings: Settings, base_url: str | None = None) -> None:
         self.settings = settings
@@ -217,9 +222,11 @@ class LLMBackend:
     def build_model(self, model: str) -> BaseChatModel:
         """A ``ChatOpenAI`` on the openai SDK for this server.
 
-        ``streaming=True``: every call is a stream, even one whose reply is used whole, so a
-        call abandoned at its timeout closes the connection and the server frees its slot
-        (a non-streamed request ran on for 418 s after the client gave up; issue 13).
+        ``streaming`` (:attr:`stream_whole_replies`): by default every call is a stream, even
+        one whose reply is used whole, so a call abandoned at its timeout closes the
+        connection and the server frees its slot (against llama-cpp-python a non-streamed
+        request ran on for 418 s after the client gave up; issue 13). Token streams
+        (``astream``) always stream.
         ``llm_timeout`` bounds each read, ``llm_connect_timeout`` the connect; callers bound
         the whole call too. The SDK retries connection errors, 408/409/429 and 5xx
         ``llm_max_retries`` times with its own backoff.
@@ -232,6 +239,9 @@ class LLMBackend:
             raise LLMUnavailableError("no model name: set TABLECHAT_LLM_MODEL")
         timeout = openai.Timeout(self.settings.llm_timeout,
                                  connect=self.settings.llm_connect_timeout)
+        # unset rather than False when whole replies come whole: streaming=False would turn
+        # off astream's token streams too (langchain-core 1.8)
+        streaming: dict[str, Any] = {"streaming": True} if self.stream_whole_replies else {}
         return ChatOpenAI(
             base_url=self.base_url,
             api_key=self.api_key or "EMPTY",  # type: ignore[arg-type]
@@ -241,7 +251,7 @@ class LLMBackend:
             timeout=timeout,
             max_retries=self.settings.llm_max_retries,
             use_responses_api=False,
-            streaming=True,
+            **streaming,
             stream_usage=True,
             stream_chunk_timeout=None,
             # the SDK's default httpx client: its aiohttp one (openai.DefaultAioHttpClient)

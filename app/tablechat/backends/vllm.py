@@ -17,6 +17,11 @@ class VLLMBackend(LLMBackend):
     # JSON, not the SELECT-subset grammar: the 7B+ models vLLM serves write CTEs, CASE and
     # window functions the grammar does not admit
     sql_grammar: ClassVar[bool] = False
+    # vLLM aborts a non-streamed request whose client disconnects (``with_cancellation`` on
+    # its OpenAI routes, vllm/entrypoints/utils.py), so a whole reply needs no stream for a
+    # timeout to free its slot; streamed, one question's two replies cost the client ~8 ms
+    # of CPU more (SDK chunk models, LangChain's chunk merging: issue 15, bench workers)
+    stream_whole_replies: ClassVar[bool] = False
 
     def describe(self, info: ServerInfo, cards: list[dict[str, Any]]) -> ServerInfo:
         """The context length from the model cards (vLLM adds ``max_model_len``)."""

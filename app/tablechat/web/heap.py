@@ -14,6 +14,13 @@ loaded phases differed 2.2-2.7x with the hostile clients sending nothing at all)
 objects made at start-up are still freed by reference counting when dropped; only a cycle
 among them would never be collected, which is why this runs once, after start-up, and not
 per request.
+
+It also makes the youngest generation's collections rarer (:data:`THRESHOLDS`). A question's
+objects live for its whole answer (hundreds of milliseconds, while the other questions
+allocate): at CPython's default of one collection per 700 allocations each was walked several
+times and promoted before it died, for nothing, as almost none of it is cyclic. Served on the
+vLLM path (32 clients, one worker), collections took 0.14 s of CPU per 391 questions at the
+default and 0.025 s at 10,000 (issue 15, ``gc.callbacks`` timed with ``time.thread_time``).
 """
 
 from __future__ import annotations
@@ -23,12 +30,17 @@ import logging
 
 log = logging.getLogger(__name__)
 
+# (youngest, middle, oldest): CPython's default is (700, 10, 10)
+THRESHOLDS = (10_000, 10, 10)
+
 
 def settle() -> int:
-    """Collect, then exclude every object alive now from later collections; returns how
-    many objects the collector will skip from now on."""
+    """Collect, then exclude every object alive now from later collections, and collect
+    the young generation less often (:data:`THRESHOLDS`); returns how many objects the
+    collector will skip from now on."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*THRESHOLDS)
     frozen = gc.get_freeze_count()
     log.debug("start-up heap settled: %d objects skipped by later collections", frozen)
     return frozen

@@ -121,7 +121,8 @@ def test_answer_with_constrained_sql(demo_db: Path, fake_vllm: FakeVLLM) -> None
     assert body["structured_outputs"]["json"]["required"] == ["sql"]
     assert not [k for k in body if k.startswith("guided_")]
     # every call streams, so a call given up at its timeout frees the server's slot
-    assert body["stream"] is True and body["max_completion_tokens"] == 512
+    # the SQL reply is limited to a query (llm_sql_max_tokens), not the 512 of any reply
+    assert body["stream"] is True and body["max_completion_tokens"] == 128
     prompt = body["messages"][0]["content"]
     # static parts first (prefix caching), the question last
     assert prompt.index("## Database schema") < prompt.index("## Rules") \

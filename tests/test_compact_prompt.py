@@ -25,7 +25,7 @@ from tests.support.fake_vllm_client import FakeVLLM
 
 SQL_MARK = "Write one duckdb SELECT query"
 QUESTION_MARK = "Question: How many orders"
-ANSWER_MARK = "That query returned"
+ANSWER_MARK = "rows:\n<result>"
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_the_compact_prompt_is_stable_then_the_questions_tables_and_the_question
     assert len(second["messages"][2]["content"].strip().split("\n")) - 2 <= LINKED_TABLES
     text = "".join(m["content"] for m in first["messages"])
     assert "CREATE TABLE" not in text and "## Rules" not in text and "revenue" not in text
-    assert len(text) < 600  # the long form was ~8,000 characters for this schema
+    assert len(text) < 800  # the long form was ~8,000 characters for this schema
     # the grammar: the linked table only, and the question's numbers only
     assert '"orders"' in first["grammar"] and '"products"' not in first["grammar"]
     assert 'number ::= "2023"' in first["grammar"]

@@ -57,7 +57,8 @@ MAX_AGGS = 3  # aggregate items in a select list
 # columns of a branch listed one by one for a select list without repeats; a wider branch gets
 # a bounded list that may repeat (the one-by-one rules grow with the columns: size and sampler)
 MAX_SLOTS = 24
-MAX_PLAIN = 4  # plain items in a wider branch's select list
+MAX_PLAIN = 4  # plain columns in a select list (SmolLM2 listed a join's every column)
+MAX_KEYS = 2  # plain columns before the aggregates of a grouped select list
 MAX_LIST = 10  # values in an IN list
 MAX_TABLES = 8  # tables the grammar names (the most relevant first)
 MAX_BRANCHES = 12  # table sets (branches); each copies the expression rules
@@ -109,10 +110,12 @@ _FAMILY = {
     # limit), optionally after one call; or aggregates only; or plain then aggregates, which
     # must be grouped. No column can repeat and every list is bounded, so a model that
     # repeats itself reaches FROM instead of the token limit.
-    "body": '"*" pclauses | plist pmore | alist aclauses',
+    "body": '"*" pclauses | plist pclauses | pgroup ", " aitem (", " aitem)? gclauses'
+            ' | alist aclauses',
     "plist": 'pcols | pfun (", " pcols)?',
+    # grouped: at most two keys, then at most two aggregates
+    "pgroup": 'pkeys | pfun (", " pkeys)?',
     "pfun": '(pcall | pcase | pcast) (" AS " alias)?',
-    "pmore": 'pclauses | ", " alist gclauses',
     "alist": f'aitem (", " aitem){{0,{MAX_AGGS - 1}}}',
     "pclauses": '" FROM " from where? porder? limit?',
     "aclauses": '" FROM " from where? limit?',
@@ -124,7 +127,8 @@ _FAMILY = {
     "pexpr": "pfactor (binop pfactor){0,3}",
     # no signed numbers: "- -1" is fine, "--1" would open a comment
     "pfactor": '"-"? patom',
-    "patom": 'col | lit | pcall | pcase | pcast | "(" pcond ")"',
+    # no CASE inside an expression: SmolLM2 nested "CASE WHEN (CASE WHEN (..." to the limit
+    "patom": 'col | lit | pcall | pcast | "(" pcond ")"',
     "pcase": '"CASE" (" WHEN " pcond " THEN " pexpr){1,3} (" ELSE " pexpr)? " END"',
     "pcast": '"CAST(" pexpr " AS " ctype ")"',
     "pcond": 'pconj (" OR " pconj){0,2}',
@@ -133,6 +137,9 @@ _FAMILY = {
     "ppred": "pexpr ptail",  # a bare column is no condition (SmolLM2: "WHERE quantity")
     "agg": '"count(*)" | ("count" | "sum" | "avg" | "min" | "max") "(" ("DISTINCT ")? pexpr ")"',
     "aexpr": "afactor (binop afactor){0,3}",
+    # a call's arguments: columns and values (plain), aggregates and numbers (aggregate)
+    "pargs": "(col | lit) (binop (col | lit)){0,2}",
+    "aargs": "agg (binop (agg | number)){0,2}",
     "afactor": '"-"? aatom',
     "aatom": 'agg | number | acall | "(" aexpr ")"',
     "hcond": 'hpred ((" AND " | " OR ") hpred){0,1}',
@@ -146,7 +153,8 @@ _FAMILY = {
     "goitem": "alead (binop afactor){0,2} dir?",
 }
 _TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|[a-zA-Z][a-zA-Z0-9-]*|.', re.S)
-_COPIED = frozenset({*_FAMILY, "col", "from", "group", "ptail", "pcall", "acall", "pcols"})
+_COPIED = frozenset({*_FAMILY, "col", "from", "group", "ptail", "pcall", "acall", "pcols",
+                     "pkeys"})
 
 
 def _renamed(body: str, suffix: str) -> str:
@@ -188,10 +196,11 @@ def _split_top(body: str) -> list[str]:
 
 
 def _calls(dialect: str, kind: str) -> list[str]:
-    """Call alternatives over ``kind`` expressions (``pexpr``/``aexpr``), allowed names only."""
+    """Call alternatives over ``kind`` arguments (``pargs``/``aargs``: no call inside a call,
+    SmolLM2 wrote ``round(round(round(...`` to the limit), allowed names only."""
     names = allowed_names(dialect)
     known = dialect if dialect in _DATES else "duckdb"
-    specs = _SCALAR + _DATES[known] if kind == "pexpr" else [
+    specs = _SCALAR + _DATES[known] if kind == "pargs" else [
         s for s in _SCALAR if s[0] in _NUMERIC_ONLY]
     calls = [f'"{fn}(" {args.replace("E", kind)} ")"' for fn, args in specs if fn in names]
     return calls
@@ -256,7 +265,7 @@ def question_literals(question: str, infos: Iterable[TableInfo] = ()) -> dict[st
     if years:
         rules["date"] = (f"\"DATE '\" ({alternatives(years)}) \"-\" [01] [0-9] \"-\" [0-3] [0-9]"
                          " \"'\"")
-    kinds = [k for k in ("number", "string", "date") if k in rules]
+    kinds: list[str] = [k for k in ("number", "string", "date") if k in rules]
     if _RECENT.search(question):
         kinds.append('"CURRENT_DATE"')
     if kinds:
@@ -302,13 +311,17 @@ def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None,
         rules[f"cols-{n}"] = alternatives(names)
         cols[info.name] = (f"cols-{n}", set(names))
     family["ptail"] = _ptail(dialect)
-    family["pcall"] = " | ".join(_calls(dialect, "pexpr"))
-    family["acall"] = " | ".join(_calls(dialect, "aexpr"))
+    family["pcall"] = " | ".join(_calls(dialect, "pargs"))
+    family["acall"] = " | ".join(_calls(dialect, "aargs"))
     family["group"] = ('" GROUP BY ALL"' if dialect in _GROUP_ALL
                        else f'" GROUP BY " pexpr (", " pexpr){{0,{MAX_AGGS}}}')
     rules["part-str"] = alternatives(f"'{p}'" for p in _PARTS)
     rules["ctype"] = alternatives(_TYPES.get(dialect, _TYPES["duckdb"]))
     rules.update(word_except("alias", BAD_ALIASES))
+    if "lit" not in rules:
+        family["pargs"] = "col (binop col){0,2}"
+    if "number" not in rules:
+        family["aargs"] = "agg (binop agg){0,2}"
     _drop_missing(rules, family)
     branches = []
     for n, group in enumerate(table_sets(list(by_name), edges, MAX_BRANCHES), start=1):
@@ -344,9 +357,9 @@ def _columns(group: tuple[str, ...], cols: dict[str, tuple[str, set[str]]],
 def _select_columns(group: tuple[str, ...], infos: dict[str, TableInfo], shown: Any,
                     column: Any, suffix: str) -> dict[str, str]:
     """``pcols<suffix>``: a list of the branch's columns, each at most once and in the
-    schema's order (tables in the branch's order); no aliases (a plain column is named by
-    itself). Linear in the number of columns: ``pa<i>`` is "maybe column i+1, then
-    pa<i+1>"."""
+    schema's order (tables in the branch's order), at most ``MAX_PLAIN`` of them; no aliases (a
+    plain column is named by itself). ``pa<i>-<n>`` is "up to n more columns after slot i":
+    take slot i+1 (then up to n-1 more) or skip it; columns x MAX_PLAIN rules at most."""
     seen: dict[str, int] = {}
     for table in group:
         for c in infos[table].columns:
@@ -363,17 +376,25 @@ def _select_columns(group: tuple[str, ...], infos: dict[str, TableInfo], shown: 
             ref = f"({prefix})? {name}" if seen[c.name] == 1 else f"{prefix} {name}"
             slots.append(ref)
     if len(slots) > MAX_SLOTS:
-        return {f"pcols{suffix}": f'col{suffix} (", " col{suffix}){{0,{MAX_PLAIN - 1}}}'}
-    rules = {}
-    for i, slot in enumerate(slots):
-        rules[f"ps{i}{suffix}"] = slot
-        if i + 1 < len(slots):
-            more = f'(", " ps{i + 1}{suffix})?'
-            rules[f"pa{i}{suffix}"] = (f"{more} pa{i + 1}{suffix}"
-                                           if i + 2 < len(slots) else more)
-    rules[f"pcols{suffix}"] = " | ".join(
-        f"ps{i}{suffix}" + (f" pa{i}{suffix}" if i + 1 < len(slots) else "")
-        for i in range(len(slots)))
+        return {f"pcols{suffix}": f'col{suffix} (", " col{suffix}){{0,{MAX_PLAIN - 1}}}',
+                f"pkeys{suffix}": f'col{suffix} (", " col{suffix}){{0,{MAX_KEYS - 1}}}'}
+    rules = {f"ps{i}{suffix}": slot for i, slot in enumerate(slots)}
+
+    def after(i: int, n: int) -> str:
+        """Rule name of "up to n more columns, each after slot i" (made on first use)."""
+        name = f"pa{i}-{n}{suffix}"
+        if name not in rules:
+            take = f'", " ps{i + 1}{suffix}'
+            if n > 1 and i + 2 < len(slots):
+                take += " " + after(i + 1, n - 1)
+            skip = f" | {after(i + 1, n)}" if i + 2 < len(slots) else ""
+            rules[name] = f"({take}{skip})?"
+        return name
+
+    for name, most in (("pcols", MAX_PLAIN), ("pkeys", MAX_KEYS)):
+        rules[f"{name}{suffix}"] = " | ".join(
+            f"ps{i}{suffix}" + (f" {after(i, most - 1)}" if i + 1 < len(slots) else "")
+            for i in range(len(slots)))
     return rules
 
 

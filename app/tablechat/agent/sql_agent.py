@@ -404,7 +404,8 @@ class SQLAgent:
         # prompt starts with the SQL prompt the slot has just read, so only the new turn is
         # prefilled, and the next question's SQL prompt finds its stable part still there
         # (a separate answer prompt replaced it: the second question's cached share fell)
-        after = list(inputs.get("sql_prompt") or []) if self.uses_grammar else []
+        # (the compact prompt's first message says how to answer; prompts/sql_compact.md)
+        after = list(inputs.get("sql_prompt") or []) if inputs.get("compact") else []
         async for event in self._answer(ctx, asked, sql, result, usage, after=after):
             yield event
 

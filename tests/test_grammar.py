@@ -240,3 +240,51 @@ def test_its_size_stays_bounded_for_a_big_schema() -> None:
     assert len(_branches(rules)) == MAX_BRANCHES
     assert len(_names(rules)[0]) <= MAX_TABLES
     assert len(big) < 60_000
+
+
+def test_a_select_list_names_each_column_at_most_once(demo_snapshot: SchemaSnapshot) -> None:
+    """SmolLM2 at temperature 0 wrote ``SELECT customers.country, customers.country, ...`` to
+    the reply limit (issue 13): a plain select list names each column of its tables at most
+    once, in the schema's order, and at most four, so a model that repeats itself must move on
+    to FROM."""
+    rules = gbnf.check(sql_grammar(demo_snapshot))
+    suffix = _branches(rules)[frozenset({"orders"})]
+    items = re.compile(gbnf.regex(rules, "pcols" + suffix))
+    for right in ("status", "id, status, channel", "orders.status, channel",
+                  "customer_id, order_date"):
+        assert items.fullmatch(right), right
+    for wrong in ("status, status", "orders.status, status", "channel, channel, channel",
+                  "channel, status",
+                  # at most four: SmolLM2 listed every column of a join to the reply limit
+                  "id, customer_id, store_id, order_date, status"):
+        assert not items.fullmatch(wrong), wrong
+
+
+
+def test_a_questions_grammar_filters_only_on_values_the_question_gives(
+        demo_snapshot: SchemaSnapshot, demo_db: Path) -> None:
+    """Given the question, the grammar's numbers are the ones it writes (a percentage also as
+    a fraction), its dates are in the years it names, and with no value at all there is no
+    WHERE: SmolLM2 added ``WHERE id = 1``, ``= id`` or ``IS NULL`` to nearly every query."""
+    question = "How many order lines had a discount of 20% or more in 2023?"
+    rules = gbnf.check(sql_grammar(demo_snapshot, ["order_items", "orders"], question=question))
+    rng = random.Random(5)
+    filtered = 0
+    with tablechat.connect(demo_db) as tc:
+        for _ in range(150):
+            sql = sample(rules, rng, depth=7)
+            tc.check_sql(sql)
+            where = sqlglot.parse_one(sql, read="duckdb").args.get("where")
+            if where is None:
+                continue
+            filtered += 1
+            for literal in where.find_all(exp.Literal):
+                if literal.is_string:
+                    assert literal.this.startswith("2023-"), sql
+                else:
+                    assert literal.this in {"20", "0.2", "2023"}, sql
+    assert filtered
+    bare = gbnf.check(sql_grammar(demo_snapshot, ["orders"], question="How many orders?"))
+    for _ in range(50):
+        sql = sample(bare, rng, depth=7)
+        assert sqlglot.parse_one(sql, read="duckdb").args.get("where") is None, sql

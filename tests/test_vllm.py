@@ -121,8 +121,9 @@ def test_answer_with_constrained_sql(demo_db: Path, fake_vllm: FakeVLLM) -> None
     assert body["structured_outputs"]["json"]["required"] == ["sql"]
     assert not [k for k in body if k.startswith("guided_")]
     # a reply used whole comes whole: vLLM aborts a non-streamed request whose client
-    # leaves, so a timeout still frees its slot (the stream cost the client CPU per token)
-    assert body["stream"] is False and body["max_completion_tokens"] == 512
+    # leaves, so a timeout still frees its slot (the stream cost the client CPU per token);
+    # the SQL reply is limited to a query (llm_sql_max_tokens), not the 512 of any reply
+    assert body["stream"] is False and body["max_completion_tokens"] == 128
     prompt = body["messages"][0]["content"]
     # static parts first (prefix caching), the question last
     assert prompt.index("## Database schema") < prompt.index("## Rules") \

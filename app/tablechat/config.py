@@ -107,6 +107,19 @@ class Settings(BaseSettings):
     )
     llm_temperature: float = Field(0.0, ge=0, description="Sampling temperature for SQL writing.")
     llm_max_tokens: int = Field(512, gt=0, description="Most tokens one LLM reply may hold.")
+    llm_sql_max_tokens: int = Field(
+        128,
+        gt=0,
+        description="Most tokens a SQL reply may hold (at most llm_max_tokens): a query, not "
+        "prose; a small model under the schema's grammar otherwise repeats itself up to the "
+        "reply limit, slowly on a CPU. Raise it for a large model that writes long CTEs.",
+    )
+    llm_answer_max_tokens: int = Field(
+        80,
+        gt=0,
+        description="Most tokens the answer sentence may hold (at most llm_max_tokens): one or "
+        "two sentences.",
+    )
     llm_structured_output: bool = Field(
         True,
         description="Ask vLLM for constrained decoding (structured_outputs) of SQL; falls back "

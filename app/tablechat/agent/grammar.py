@@ -53,8 +53,13 @@ from .sql_names import (
 )
 
 MAX_STRING = 60  # characters of a string literal
-MAX_ITEMS = 4  # select items
-MAX_LIST = 20  # values in an IN list
+MAX_AGGS = 3  # aggregate items in a select list
+# columns of a branch listed one by one for a select list without repeats; a wider branch gets
+# a bounded list that may repeat (the one-by-one rules grow with the columns: size and sampler)
+MAX_SLOTS = 24
+MAX_PLAIN = 4  # plain columns in a select list (SmolLM2 listed a join's every column)
+MAX_KEYS = 2  # plain columns before the aggregates of a grouped select list
+MAX_LIST = 10  # values in an IN list
 MAX_TABLES = 8  # tables the grammar names (the most relevant first)
 MAX_BRANCHES = 12  # table sets (branches); each copies the expression rules
 
@@ -100,56 +105,56 @@ _SHARED = {
 # One copy per branch (suffix -N): every rule that names a column. ``col`` is the branch's.
 # p*: plain expressions (no aggregate); a*: aggregate expressions (columns only inside one).
 _FAMILY = {
-    # The select list is read as a small state machine, so the three forms share one set of
-    # stacks in the sampler: plain items only (p), aggregate items only (a), or both (m),
-    # which must be grouped.
-    "body": '"*" pclauses | pitem pnext2 | aitem anext2',
+    # The select list: plain columns (each at most once, in the schema's order: SmolLM2 at
+    # temperature 0 wrote "SELECT customers.country, customers.country, ..." to the reply
+    # limit), optionally after one call; or aggregates only; or plain then aggregates, which
+    # must be grouped. No column can repeat and every list is bounded, so a model that
+    # repeats itself reaches FROM instead of the token limit.
+    "body": '"*" pclauses | plist pclauses | pgroup ", " aitem (", " aitem)? gclauses'
+            ' | alist aclauses',
+    "plist": 'pcols | pfun (", " pcols)?',
+    # grouped: at most two keys, then at most two aggregates
+    "pgroup": 'pkeys | pfun (", " pkeys)?',
+    "pfun": '(pcall | pcase | pcast) (" AS " alias)?',
+    "alist": f'aitem (", " aitem){{0,{MAX_AGGS - 1}}}',
     "pclauses": '" FROM " from where? porder? limit?',
     "aclauses": '" FROM " from where? limit?',
     "gclauses": '" FROM " from where? group having? gorder? limit?',
-    # a plain item is a name or a call, no arithmetic: SmolLM2 appended "+ 1000000000 % 2022"
-    # to the columns it chose (arithmetic stays inside calls and aggregates)
-    "pitem": 'plead (" AS " alias)?',
-    "aitem": 'alead (binop afactor){0,3} (" AS " alias)?',
+    # an aggregate item: arithmetic between aggregates (a ratio), no bare column
+    "aitem": 'alead (binop afactor){0,2} (" AS " alias)?',
     "plead": "col | pcall | pcase | pcast",
     "alead": "agg | acall",
-    "pexpr": "pfactor (binop pfactor){0,5}",
+    "pexpr": "pfactor (binop pfactor){0,3}",
     # no signed numbers: "- -1" is fine, "--1" would open a comment
     "pfactor": '"-"? patom',
-    "patom": 'col | lit | pcall | pcase | pcast | "(" pcond ")"',
-    "pcase": '"CASE" (" WHEN " pcond " THEN " pexpr){1,5} (" ELSE " pexpr)? " END"',
+    # no CASE inside an expression: SmolLM2 nested "CASE WHEN (CASE WHEN (..." to the limit
+    "patom": 'col | lit | pcall | pcast | "(" pcond ")"',
+    "pcase": '"CASE" (" WHEN " pcond " THEN " pexpr){1,3} (" ELSE " pexpr)? " END"',
     "pcast": '"CAST(" pexpr " AS " ctype ")"',
-    "pcond": 'pconj (" OR " pconj){0,7}',
-    "pconj": 'pneg (" AND " pneg){0,7}',
-    "pneg": '"NOT " pneg | ppred',
-    "ppred": "pexpr ptail?",
+    "pcond": 'pconj (" OR " pconj){0,2}',
+    "pconj": 'pneg (" AND " pneg){0,3}',
+    "pneg": '"NOT " ppred | ppred',
+    "ppred": "pexpr ptail",  # a bare column is no condition (SmolLM2: "WHERE quantity")
     "agg": '"count(*)" | ("count" | "sum" | "avg" | "min" | "max") "(" ("DISTINCT ")? pexpr ")"',
-    "aexpr": "afactor (binop afactor){0,5}",
+    "aexpr": "afactor (binop afactor){0,3}",
+    # a call's arguments: columns and values (plain), aggregates and numbers (aggregate)
+    "pargs": "(col | lit) (binop (col | lit)){0,2}",
+    "aargs": "agg (binop (agg | number)){0,2}",
     "afactor": '"-"? aatom',
     "aatom": 'agg | number | acall | "(" aexpr ")"',
-    "hcond": 'hpred ((" AND " | " OR ") hpred){0,3}',
+    "hcond": 'hpred ((" AND " | " OR ") hpred){0,1}',
     "hpred": "aexpr cmp aexpr",
     "where": '" WHERE " pcond',
     "having": '" HAVING " hcond',
-    "porder": '" ORDER BY " poitem (", " poitem){0,3}',
+    "porder": '" ORDER BY " poitem (", " poitem){0,1}',
     "poitem": "plead dir?",
     # grouped: by an aggregate (a plain column outside the select list would not be grouped)
-    "gorder": '" ORDER BY " goitem (", " goitem){0,3}',
-    "goitem": "alead (binop afactor){0,3} dir?",
+    "gorder": '" ORDER BY " goitem (", " goitem){0,1}',
+    "goitem": "alead (binop afactor){0,2} dir?",
 }
-# ... and counted, so a model that repeats an item ("SELECT name, name, name, ...", SmolLM2 at
-# temperature 0) must move on after MAX_ITEMS
-for _k in range(2, MAX_ITEMS + 1):
-    _more = _k < MAX_ITEMS
-    _FAMILY[f"pnext{_k}"] = (f'", " pitem pnext{_k + 1} | ", " aitem mnext{_k + 1} | pclauses'
-                             if _more else "pclauses")
-    _FAMILY[f"anext{_k}"] = (f'", " aitem anext{_k + 1} | ", " pitem mnext{_k + 1} | aclauses'
-                             if _more else "aclauses")
-    _FAMILY[f"mnext{_k}"] = (f'", " (pitem | aitem) mnext{_k + 1} | gclauses'
-                             if _more else "gclauses")
-del _k, _more
 _TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|[a-zA-Z][a-zA-Z0-9-]*|.', re.S)
-_COPIED = frozenset({*_FAMILY, "col", "from", "group", "ptail", "pcall", "acall"})
+_COPIED = frozenset({*_FAMILY, "col", "from", "group", "ptail", "pcall", "acall", "pcols",
+                     "pkeys"})
 
 
 def _renamed(body: str, suffix: str) -> str:
@@ -157,11 +162,45 @@ def _renamed(body: str, suffix: str) -> str:
     return "".join(t + suffix if t in _COPIED else t for t in _TOKEN.findall(body))
 
 
+def _drop_missing(rules: dict[str, str], family: dict[str, str]) -> None:
+    """Leave out every alternative that names a literal rule the question gave no value for
+    (``number``, ``string``, ``date``, ``lit``), in ``family``'s rules (and the shared ones);
+    the functions whose arguments need one go with them."""
+    missing = {"number", "string", "date", "lit"} - set(rules)
+    if not missing:
+        return
+    for table in (rules, family):
+        for name, body in list(table.items()):
+            if not any(m in _TOKEN.findall(body) for m in missing):
+                continue
+            kept = [alt for alt in _split_top(body)
+                    if not any(m in _TOKEN.findall(alt) for m in missing)]
+            table[name] = " | ".join(kept) if kept else '"NULL"'
+
+
+def _split_top(body: str) -> list[str]:
+    """``body``'s top-level alternatives (``|`` outside brackets, quotes and classes)."""
+    parts, depth, start = [], 0, 0
+    tokens = list(_TOKEN.finditer(body))
+    for t in tokens:
+        text = t.group(0)
+        if text == "(":
+            depth += 1
+        elif text == ")":
+            depth -= 1
+        elif text == "|" and depth == 0:
+            parts.append(body[start:t.start()].strip())
+            start = t.end()
+    parts.append(body[start:].strip())
+    return parts
+
+
 def _calls(dialect: str, kind: str) -> list[str]:
-    """Call alternatives over ``kind`` expressions (``pexpr``/``aexpr``), allowed names only."""
+    """Call alternatives over ``kind`` arguments (``pargs``/``aargs``: no call inside a call,
+    SmolLM2 wrote ``round(round(round(...`` to the limit), allowed names only."""
     names = allowed_names(dialect)
     known = dialect if dialect in _DATES else "duckdb"
-    specs = _SCALAR + _DATES[known] if kind == "pexpr" else [
+    specs = _SCALAR + _DATES[known] if kind == "pargs" else [
         s for s in _SCALAR if s[0] in _NUMERIC_ONLY]
     calls = [f'"{fn}(" {args.replace("E", kind)} ")"' for fn, args in specs if fn in names]
     return calls
@@ -170,9 +209,10 @@ def _calls(dialect: str, kind: str) -> list[str]:
 def _ptail(dialect: str) -> str:
     tails = [
         # one operand on the right: "= '2022-01-01' + 1000000000 + ..." was SmolLM2's
-        'cmp (pfactor | "(" query ")")', '" IS " ("NOT ")? "NULL"',
-        f'(" NOT")? " IN (" (query | pexpr (", " pexpr){{0,{MAX_LIST - 1}}}) ")"',
-        '(" NOT")? " BETWEEN " pexpr " AND " pexpr', '(" NOT")? " LIKE " string',
+        # and it is a value, not a column: SmolLM2 filled WHERE with "category_id = id"
+        'cmp (lit | "(" query ")")', '" IS " ("NOT ")? "NULL"',
+        f'(" NOT")? " IN (" (query | lit (", " lit){{0,{MAX_LIST - 1}}}) ")"',
+        '(" NOT")? " BETWEEN " lit " AND " lit', '(" NOT")? " LIKE " string',
     ]
     if dialect in _ILIKE:
         tails.append('(" NOT")? " ILIKE " string')
@@ -185,10 +225,60 @@ def _choose(snapshot: SchemaSnapshot, tables: Iterable[str] | None) -> list[Tabl
     return [t for t in infos if usable(t.name) and any(usable(c.name) for c in t.columns)]
 
 
-def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None) -> str:
+_NUMBER = re.compile(r"(?<![\w.])(\d{1,7}(?:\.\d{1,4})?)(\s*%)?(?![\w.])")
+_YEAR = re.compile(r"\b(1[89]\d\d|2\d\d\d)\b")
+
+
+_PHRASE = re.compile(r"[A-Z][\w&-]*(?:\s+[A-Z][\w&-]*)*")
+_RECENT = re.compile(r"\b(last|past|recent|today|ago|this)\b", re.I)
+_MISSING = re.compile(r"\b(without|missing|no|not|null|empty|unknown)\b", re.I)
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def question_literals(question: str, infos: Iterable[TableInfo] = ()) -> dict[str, str]:
+    """The literal rules for one question: only values the person gave. Numbers as written
+    (a percentage also as a fraction), dates in the years named, strings that are a known
+    value of a text column (a sample) named in the question, or a capitalised phrase of it
+    (``Germany``, ``Berlin Mitte``), and CURRENT_DATE only for "last/recent/this ...".
+    Unprompted, SmolLM2 added ``WHERE id = 1``, ``= id`` or ``= '+(SELECT ...'`` to nearly
+    every query (issue 13): a filter on a value nobody gave cannot be right. Rules with no
+    alternative are left out (``lit`` holds what is left)."""
+    numbers: list[str] = []
+    for value, percent in _NUMBER.findall(question):
+        numbers.append(value)
+        if percent:
+            numbers.append(f"{float(value) / 100:g}")
+    years = sorted(set(_YEAR.findall(question)))
+    lower = question.lower()
+    strings = {str(v) for info in infos for c in info.columns for v in c.samples
+               if isinstance(v, str) and 0 < len(v) <= MAX_STRING and v.lower() in lower}
+    strings.update(m.group(0) for m in _PHRASE.finditer(question)
+                   if m.start() > 0 and len(m.group(0)) <= MAX_STRING)
+    rules: dict[str, str] = {}
+    if numbers:
+        rules["number"] = alternatives(numbers)
+    if strings:
+        rules["string"] = alternatives(_sql_string(v) for v in strings)
+    if years:
+        rules["date"] = (f"\"DATE '\" ({alternatives(years)}) \"-\" [01] [0-9] \"-\" [0-3] [0-9]"
+                         " \"'\"")
+    kinds: list[str] = [k for k in ("number", "string", "date") if k in rules]
+    if _RECENT.search(question):
+        kinds.append('"CURRENT_DATE"')
+    if kinds:
+        rules["lit"] = " | ".join(kinds)
+    return rules
+
+
+def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None,
+                question: str | None = None) -> str:
     """The GBNF grammar of one SELECT over ``tables`` of ``snapshot`` (default: all of them;
     unknown names are skipped, so a pick that names none gives every table), at most
-    ``MAX_TABLES`` of them (the first given) in at most ``MAX_BRANCHES`` table sets.
+    ``MAX_TABLES`` of them (the first given) in at most ``MAX_BRANCHES`` table sets. With
+    ``question``, numbers and dates are only those it names (:func:`question_literals`).
 
     Raises :class:`ConfigurationError` for a snapshot with no named table or column (there is
     nothing to constrain to: send the question unconstrained)."""
@@ -206,20 +296,33 @@ def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None) -
         return sql_name(name, dialect)
 
     rules = dict(_SHARED)
+    family = dict(_FAMILY)
+    if question is not None:
+        for name in ("number", "date", "string", "lit"):
+            del rules[name]
+        rules.update(question_literals(question, infos))
+        if "lit" not in rules and not _MISSING.search(question):
+            # no value to filter on: no WHERE (SmolLM2 then wrote "WHERE id IS NULL")
+            for name in ("pclauses", "aclauses", "gclauses"):
+                family[name] = family[name].replace(" where?", "")
     cols = {}
     for n, info in enumerate(infos, start=1):
         names = [column(c.name) for c in info.columns if usable(c.name)]
         rules[f"cols-{n}"] = alternatives(names)
         cols[info.name] = (f"cols-{n}", set(names))
-    family = dict(_FAMILY)
     family["ptail"] = _ptail(dialect)
-    family["pcall"] = " | ".join(_calls(dialect, "pexpr"))
-    family["acall"] = " | ".join(_calls(dialect, "aexpr"))
+    family["pcall"] = " | ".join(_calls(dialect, "pargs"))
+    family["acall"] = " | ".join(_calls(dialect, "aargs"))
     family["group"] = ('" GROUP BY ALL"' if dialect in _GROUP_ALL
-                       else f'" GROUP BY " pexpr (", " pexpr){{0,{MAX_ITEMS - 1}}}')
+                       else f'" GROUP BY " pexpr (", " pexpr){{0,{MAX_AGGS}}}')
     rules["part-str"] = alternatives(f"'{p}'" for p in _PARTS)
     rules["ctype"] = alternatives(_TYPES.get(dialect, _TYPES["duckdb"]))
     rules.update(word_except("alias", BAD_ALIASES))
+    if "lit" not in rules:
+        family["pargs"] = "col (binop col){0,2}"
+    if "number" not in rules:
+        family["aargs"] = "agg (binop agg){0,2}"
+    _drop_missing(rules, family)
     branches = []
     for n, group in enumerate(table_sets(list(by_name), edges, MAX_BRANCHES), start=1):
         suffix = f"-b{n}"
@@ -227,6 +330,7 @@ def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None) -
             rules[name + suffix] = _renamed(body, suffix)
         rules["from" + suffix] = alternatives(from_clauses(group, edges, shown, column))
         rules["col" + suffix] = _columns(group, cols, shown)
+        rules.update(_select_columns(group, by_name, shown, column, suffix))
         branches.append("body" + suffix)
     rules["query"] = f'"SELECT " ("DISTINCT ")? ({" | ".join(branches)})'
     return "\n".join(f"{name} ::= {body}" for name, body in rules.items()) + "\n"
@@ -248,6 +352,50 @@ def _columns(group: tuple[str, ...], cols: dict[str, tuple[str, set[str]]],
     if unique:
         parts.append(f"({alternatives(unique)})")
     return " | ".join(parts)
+
+
+def _select_columns(group: tuple[str, ...], infos: dict[str, TableInfo], shown: Any,
+                    column: Any, suffix: str) -> dict[str, str]:
+    """``pcols<suffix>``: a list of the branch's columns, each at most once and in the
+    schema's order (tables in the branch's order), at most ``MAX_PLAIN`` of them; no aliases (a
+    plain column is named by itself). ``pa<i>-<n>`` is "up to n more columns after slot i":
+    take slot i+1 (then up to n-1 more) or skip it; columns x MAX_PLAIN rules at most."""
+    seen: dict[str, int] = {}
+    for table in group:
+        for c in infos[table].columns:
+            if usable(c.name):
+                seen[c.name] = seen.get(c.name, 0) + 1
+    slots = []
+    for table in group:
+        prefix = gbnf_literal(shown(table) + ".")
+        for c in infos[table].columns:
+            if not usable(c.name):
+                continue
+            name = gbnf_literal(column(c.name))
+            # qualified, or bare where no other table of the branch has the name
+            ref = f"({prefix})? {name}" if seen[c.name] == 1 else f"{prefix} {name}"
+            slots.append(ref)
+    if len(slots) > MAX_SLOTS:
+        return {f"pcols{suffix}": f'col{suffix} (", " col{suffix}){{0,{MAX_PLAIN - 1}}}',
+                f"pkeys{suffix}": f'col{suffix} (", " col{suffix}){{0,{MAX_KEYS - 1}}}'}
+    rules = {f"ps{i}{suffix}": slot for i, slot in enumerate(slots)}
+
+    def after(i: int, n: int) -> str:
+        """Rule name of "up to n more columns, each after slot i" (made on first use)."""
+        name = f"pa{i}-{n}{suffix}"
+        if name not in rules:
+            take = f'", " ps{i + 1}{suffix}'
+            if n > 1 and i + 2 < len(slots):
+                take += " " + after(i + 1, n - 1)
+            skip = f" | {after(i + 1, n)}" if i + 2 < len(slots) else ""
+            rules[name] = f"({take}{skip})?"
+        return name
+
+    for name, most in (("pcols", MAX_PLAIN), ("pkeys", MAX_KEYS)):
+        rules[f"{name}{suffix}"] = " | ".join(
+            f"ps{i}{suffix}" + (f" {after(i, most - 1)}" if i + 1 < len(slots) else "")
+            for i in range(len(slots)))
+    return rules
 
 
 # server dialect (the backend's kind) -> how a request carries a grammar

@@ -51,4 +51,19 @@ def schema_examples(snapshot: SchemaSnapshot) -> str:
     return _group_example(snapshot, dialect) or ""
 
 
-__all__ = ["schema_examples"]
+
+
+
+def count_example(snapshot: SchemaSnapshot) -> tuple[str, str, str] | None:
+    """(table, question, SQL) of a count over the schema's narrowest table, the same for every
+    question on a database: the SQL prompt's example turn for a small model under the
+    grammar, which copies an example's shape (a join example became the answer to "How many
+    products ...?"), so the shape taught is the commonest and the simplest."""
+    dialect = snapshot.dialect or "duckdb"
+    tables = sorted(snapshot.tables.values(), key=lambda t: (len(t.columns), t.name))
+    for info in tables:
+        if info.columns:
+            name = sql_name(info.name, dialect)
+            return info.name, f"How many {info.name} are there?", f"SELECT count(*) FROM {name};"
+    return None
+__all__ = ["count_example", "schema_examples"]

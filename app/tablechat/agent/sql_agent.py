@@ -43,13 +43,14 @@ from .bounds import (
 )
 from .budget import SchemaFit, TokenCounter, fit_schema, input_budget
 from .client import LLMClient
+from .compact_schema import compact_schema, compact_table
 from .context import Message, QuestionContext
 from .extract import extract_sql
 from .grammar import sql_grammar
 from .grounding import grounded, plain_answer
 from .prompts import render
 from .relevance import rank_tables
-from .shapes import schema_examples
+from .shapes import count_example, schema_examples
 
 SQL_JSON_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -61,14 +62,12 @@ REPLY_JSON = 'Reply with a JSON object {"sql": "<the query>"} and nothing else.'
 REPLY_TEXT = "Reply with the SQL only, no explanation."
 HISTORY_TURNS = 6
 FEW_SHOT = 3  # verified examples shown to the model per question
+LINKED_TABLES = 2  # tables a compact prompt (a small local model) shows for one question
 log = logging.getLogger(__name__)
 ANSWER_PREVIEW_ROWS = 20
 # sampling for a second try when the model repeats a query that already failed: at
 # temperature 0 a small model sent the same wrong SQL on all three attempts (issue 13)
 REPEAT_TEMPERATURE = 0.7
-# the answer is a sentence or two: SmolLM2 rambled to the 512-token reply limit (~10 s on a
-# CPU) on most demo questions (issue 13)
-ANSWER_MAX_TOKENS = 160
 
 
 def same_query(sql: str) -> str:
@@ -94,6 +93,7 @@ def markdown_table(columns: list[str], rows: list[tuple[Any, ...]],
 
 
 def sql_prompt(inputs: dict[str, Any]) -> str:
+    """The SQL prompt's text (DDL, business definitions, rules, examples, the question)."""
     return render(
         "sql",
         dialect=inputs["dialect"],
@@ -105,6 +105,45 @@ def sql_prompt(inputs: dict[str, Any]) -> str:
         history=inputs["history"],
         question=inputs["question"],
     )
+
+
+def compact_messages(inputs: dict[str, Any]) -> list[BaseMessage]:
+    """The SQL prompt for small local models under the schema's grammar (issue 13).
+
+    First the part that is the same for every question on a database (llama.cpp's prefix
+    cache serves it): one instruction and a worked example as a turn of its own, a count over
+    one table (``prompts/sql_compact.md``; :func:`.shapes.count_example`). Then the question's
+    turn (``prompts/sql_compact_question.md``): verified examples if any, the tables linked
+    to the question, one line each (:mod:`.compact_schema`), the conversation if any, and
+    the question. SmolLM2-135M copied whatever example it was shown into unrelated
+    questions, ignored the rules, and chose the wrong table out of seven; shown the question's
+    one or two tables, with the grammar built from only those, it picks the right one.
+    """
+    _, example_question, example_sql = inputs["example"]
+    history = inputs.get("history") or ""
+    examples = inputs.get("examples") or ""
+    return [
+        HumanMessage(render("sql_compact", dialect=inputs["dialect"],
+                            example_schema=inputs["example_schema"],
+                            example_question=example_question)),
+        AIMessage(example_sql),
+        HumanMessage(render(
+            "sql_compact_question",
+            examples=f"Examples:\n{examples}\n\n" if examples else "",
+            schema=inputs["schema"],
+            history=f"Conversation:\n{history}\n" if history and history != "(none)" else "",
+            question=inputs["question"],
+        )),
+    ]
+
+
+def linked_tables(ctx: QuestionContext, question: str) -> list[str]:
+    """The tables a compact prompt shows for ``question``: the ``LINKED_TABLES`` most relevant
+    (:mod:`.relevance`), or every table when none matches."""
+    shown = ctx.prompt_snapshot.tables
+    relevant, _ = rank_tables(ctx.snapshot, question, ctx.semantic)
+    linked = [t for t in relevant if t in shown][:LINKED_TABLES]
+    return linked or list(shown)
 
 
 def render_examples(examples: list[Any]) -> str:
@@ -132,7 +171,8 @@ async def few_shot(ctx: QuestionContext, question: str) -> str:
 
 def sql_messages(inputs: dict[str, Any]) -> list[BaseMessage]:
     """The SQL prompt (schema first, question last) and one turn per failed attempt."""
-    messages: list[BaseMessage] = [HumanMessage(sql_prompt(inputs))]
+    messages: list[BaseMessage] = (compact_messages(inputs) if inputs.get("compact")
+                                   else [HumanMessage(sql_prompt(inputs))])
     for attempt in inputs.get("failures", []):
         messages.append(AIMessage(attempt["reply"]))
         messages.append(
@@ -170,10 +210,16 @@ class SQLAgent:
         self.max_model_len = max_model_len
         self.max_tokens = max_tokens
 
-    @property
-    def answer_tokens(self) -> int:
-        """The answer sentence's reply limit."""
-        return min(self.max_tokens, ANSWER_MAX_TOKENS)
+    def answer_tokens(self, ctx: QuestionContext) -> int:
+        """The answer sentence's reply limit (``llm_answer_max_tokens``): SmolLM2 rambled to
+        the 512-token reply limit (~10 s on a CPU) on most demo questions (issue 13)."""
+        return min(self.max_tokens, ctx.settings.llm_answer_max_tokens)
+
+    def sql_tokens(self, ctx: QuestionContext) -> int:
+        """The SQL reply's limit (``llm_sql_max_tokens``): a query, not prose. Under the
+        schema's grammar SmolLM2 repeated a select item until the 512-token limit, ~100 s a
+        question on the loaded 2-core machine (issue 13)."""
+        return min(self.max_tokens, ctx.settings.llm_sql_max_tokens)
 
     @property
     def label(self) -> str:
@@ -213,6 +259,9 @@ class SQLAgent:
         """The constraint for the SQL reply: the schema's grammar where the backend prefers it
         (identifiers only from the tables shown, the ones most relevant to the question first:
         the grammar keeps a bounded number), else ``{"sql": ...}`` JSON."""
+        if inputs.get("compact"):
+            return {"grammar": sql_grammar(ctx.snapshot, inputs["tables"],
+                                           question=inputs["question"])}
         if self.uses_grammar:
             shown = set(inputs.get("tables") or ctx.snapshot.tables)
             relevant, rest = rank_tables(ctx.snapshot, inputs["question"], ctx.semantic)
@@ -233,9 +282,11 @@ class SQLAgent:
         try:
             return await self.client.invoke(
                 build, usage, step="sql", structured=constraint, temperature=temperature,
+                max_tokens=self.sql_tokens(ctx),
             )
         except LLMUnavailableError as exc:
-            if failure_kind(exc) != "context" or inputs.get("shrunk"):
+            # a compact prompt is a few hundred tokens: nothing to cut
+            if failure_kind(exc) != "context" or inputs.get("shrunk") or inputs.get("compact"):
                 raise
             refused = exc
         # The prompt did not fit. Learn the real window when the server names it (llama.cpp
@@ -256,7 +307,7 @@ class SQLAgent:
         inputs["prompt_tokens"] = fit.prompt_tokens
         return await self.client.invoke(
             build, usage, step="sql", structured=self.sql_constraint(ctx, inputs),
-            temperature=temperature,
+            temperature=temperature, max_tokens=self.sql_tokens(ctx),
         )
 
     # -- the run ------------------------------------------------------------------------------
@@ -278,14 +329,26 @@ class SQLAgent:
             "question": asked,
             "examples": await few_shot(ctx, asked),
             "failures": [],
+            # small local models under the schema's grammar get the short prompt
+            "compact": self.uses_grammar,
         }
-        if not inputs["examples"] and self.uses_grammar:
+        example = count_example(ctx.prompt_snapshot) if inputs["compact"] else None
+        if example is None:
+            inputs["compact"] = False
+        else:
+            # no DDL, no business definitions (~1,800 tokens for the demo, prefilled on a CPU)
+            shown = ctx.prompt_snapshot
+            inputs["example"] = example
+            inputs["example_schema"] = compact_table(shown.tables[example[0]], shown.dialect)
+            inputs["tables"] = linked_tables(ctx, asked)
+            inputs["schema"] = compact_schema(shown, inputs["tables"])
+        if not inputs["examples"] and self.uses_grammar and not inputs["compact"]:
             # a small model learns the grammar's shapes from two examples of the schema's own
             # (the same for every question: they stay in the cached prefix)
             inputs["examples"] = schema_examples(ctx.snapshot)
         if ctx.extra.get("schema_prompt"):
             inputs["schema"] = ctx.extra["schema_prompt"]
-        else:
+        elif not inputs["compact"]:
             fit = await self.schema_for(ctx, inputs)
             inputs["schema"] = fit.text
             inputs["tables"] = fit.tables
@@ -341,7 +404,8 @@ class SQLAgent:
         # prompt starts with the SQL prompt the slot has just read, so only the new turn is
         # prefilled, and the next question's SQL prompt finds its stable part still there
         # (a separate answer prompt replaced it: the second question's cached share fell)
-        after = list(inputs.get("sql_prompt") or []) if self.uses_grammar else []
+        # (the compact prompt's first message says how to answer; prompts/sql_compact.md)
+        after = list(inputs.get("sql_prompt") or []) if inputs.get("compact") else []
         async for event in self._answer(ctx, asked, sql, result, usage, after=after):
             yield event
 
@@ -368,12 +432,12 @@ class SQLAgent:
         try:
             if ctx.stream_tokens:
                 async for text in self.client.stream(messages, usage, step="answer",
-                                                     max_tokens=self.answer_tokens):
+                                                     max_tokens=self.answer_tokens(ctx)):
                     parts.append(text)
                     yield ev.Token(text=text)
             else:
                 parts.append(await self.client.invoke(messages, usage, step="answer",
-                                                      max_tokens=self.answer_tokens))
+                                                      max_tokens=self.answer_tokens(ctx)))
         except LLMUnavailableError as exc:
             # the data answer stands; only the sentence is missing
             parts = [f"Here is the result ({len(result.rows)} rows). "

@@ -1,0 +1,133 @@
+"""The SQL step on llama.cpp (small local models under the schema's grammar): the compact
+prompt (one line per table, one instruction, the question last, the first part byte-identical
+between questions) and the reply limits, as request bodies in llama.cpp's dialect, recorded by
+the project's fake OpenAI-protocol server. tests/test_real_model.py runs the same with real
+weights; tests/test_vllm.py has vLLM's dialect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tablechat
+from tablechat import _loop
+from tablechat import events as ev
+from tablechat.agent.client import LLMClient
+from tablechat.agent.compact_schema import compact_table
+from tablechat.agent.sql_agent import LINKED_TABLES, SQLAgent
+from tablechat.answer import Usage
+from tablechat.backends import LlamaCppBackend
+from tablechat.config import load_settings
+from tests.support.fake_vllm_client import FakeVLLM
+
+SQL_MARK = "Write one duckdb SELECT query"
+QUESTION_MARK = "Question: How many orders"
+ANSWER_MARK = "rows:\n<result>"
+
+
+@pytest.fixture
+def demo(demo_db: Path) -> Iterator[tablechat.TableChat]:
+    with tablechat.connect(demo_db) as tc:
+        yield tc
+
+
+def _agent(server: FakeVLLM, **settings: Any) -> tuple[SQLAgent, LLMClient, Any]:
+    config = load_settings(llm_url=server.url, llm_model=server.model, llm_max_retries=0,
+                           llm_timeout=10, **settings)
+    backend = LlamaCppBackend(config)
+    client = LLMClient(backend.build_model(server.model), structured=True, timeout=10,
+                       backend=backend)
+    return SQLAgent(client, max_model_len=4096, max_tokens=config.llm_max_tokens), client, config
+
+
+def _ask(tc: tablechat.TableChat, agent: SQLAgent, config: Any, question: str) -> list[Any]:
+    ctx = tc.context(question, stream_tokens=False)
+    ctx.settings = config
+
+    async def collect() -> list[Any]:
+        return [e async for e in agent.run(ctx, Usage())]
+
+    return _loop.run_sync(collect())
+
+
+def _requests(server: FakeVLLM, mark: str) -> list[dict[str, Any]]:
+    """The requests of one step: the answer continues the SQL conversation, so a step is told
+    by its last message."""
+    return [r["body"] for r in server.chat_requests()
+            if mark in str(r["body"]["messages"][-1].get("content"))]
+
+
+def _script(server: FakeVLLM) -> None:
+    server.script(rules=[
+        {"match": ANSWER_MARK, "on": "prompt", "reply": {"content": "There are 40000 orders."}},
+        {"match": SQL_MARK, "on": "prompt", "reply": {"content": "SELECT count(*) FROM orders"}},
+    ])
+
+
+def test_the_sql_and_answer_reply_limits_are_sent_in_llamacpps_dialect(
+        demo: tablechat.TableChat, fake_vllm: FakeVLLM) -> None:
+    """The SQL reply is limited to ``llm_sql_max_tokens`` and the sentence to
+    ``llm_answer_max_tokens``, each as both ``max_tokens`` (what llama.cpp reads) and
+    ``max_completion_tokens``, beside the schema's grammar; not the 512 of any reply."""
+    _script(fake_vllm)
+    agent, client, config = _agent(fake_vllm, llm_sql_max_tokens=100,
+                                   llm_answer_max_tokens=40)
+    try:
+        events = _ask(demo, agent, config, "How many orders are there?")
+    finally:
+        _loop.run_sync(client.aclose())
+    assert [e.rows for e in events if isinstance(e, ev.Table)] == [[(40000,)]]
+    (sql,) = _requests(fake_vllm, QUESTION_MARK)
+    assert sql["max_tokens"] == 100 and sql["max_completion_tokens"] == 100
+    assert "root ::=" in sql["grammar"]
+    (answer,) = _requests(fake_vllm, ANSWER_MARK)
+    assert answer["max_tokens"] == 40 and answer["max_completion_tokens"] == 40
+    assert "grammar" not in answer
+
+
+def test_the_reply_limits_default_to_a_query_and_a_sentence() -> None:
+    settings = load_settings()
+    assert settings.llm_sql_max_tokens <= 160 and settings.llm_answer_max_tokens <= 96
+    assert settings.llm_sql_max_tokens < settings.llm_max_tokens
+
+
+def test_the_compact_prompt_is_stable_then_the_questions_tables_and_the_question(
+        demo: tablechat.TableChat, fake_vllm: FakeVLLM) -> None:
+    """Under the grammar the SQL prompt is an instruction and a worked example (a count over
+    one table, as a turn of its own), the same for every question on the database (llama.cpp's
+    prefix cache serves it); then the question's own tables, one line each (no DDL, no
+    business definitions, no rules section), and the question. The grammar names only those
+    tables, and only the numbers the question gives."""
+    _script(fake_vllm)
+    agent, client, config = _agent(fake_vllm)
+    try:
+        _ask(demo, agent, config, "How many orders were placed in 2023?")
+        _ask(demo, agent, config, "How many customers live in Germany?")
+    finally:
+        _loop.run_sync(client.aclose())
+    first, second = (r["body"] for r in fake_vllm.chat_requests()
+                     if r["body"].get("grammar"))
+    assert first["messages"][:2] == second["messages"][:2]  # the stable head
+    head, example, turn = first["messages"]
+    assert head["content"].startswith("Write one duckdb SELECT query")
+    assert example == {"role": "assistant", "content": "SELECT count(*) FROM categories;"}
+    snapshot = demo.snapshot()
+    orders = compact_table(snapshot.tables["orders"])
+    assert orders == ("orders(id, customer_id, store_id, order_date, status ('cancelled', "
+                      "'completed', 'returned', 'shipped'), channel ('in-store', 'online', "
+                      "'phone'))")
+    lines = turn["content"].strip().split("\n")
+    assert lines[0] == "Tables:" and orders in lines
+    assert lines[-1] == "Question: How many orders were placed in 2023?"
+    assert len(lines) - 2 <= LINKED_TABLES
+    assert len(second["messages"][2]["content"].strip().split("\n")) - 2 <= LINKED_TABLES
+    text = "".join(m["content"] for m in first["messages"])
+    assert "CREATE TABLE" not in text and "## Rules" not in text and "revenue" not in text
+    assert len(text) < 800  # the long form was ~8,000 characters for this schema
+    # the grammar: the linked table only, and the question's numbers only
+    assert '"orders"' in first["grammar"] and '"products"' not in first["grammar"]
+    assert 'number ::= "2023"' in first["grammar"]
+    assert "'Germany'" in second["grammar"] and "number ::=" not in second["grammar"]

@@ -288,3 +288,69 @@ def test_a_questions_grammar_filters_only_on_values_the_question_gives(
     for _ in range(50):
         sql = sample(bare, rng, depth=7)
         assert sqlglot.parse_one(sql, read="duckdb").args.get("where") is None, sql
+
+
+def _typed(rules: dict[str, list[tuple[str, str]]], tables: frozenset[str]) -> re.Pattern[str]:
+    """The comparisons a branch's WHERE may hold (``typed-bN``: non-recursive)."""
+    return re.compile(gbnf.regex(rules, "typed" + _branches(rules)[tables]))
+
+
+def test_a_comparison_is_typed_by_its_columns_type(demo_snapshot: SchemaSnapshot) -> None:
+    """SmolLM2 wrote ``order_date = 2023`` (6 of 97 demo questions), ``store_id = 'Berlin'``
+    and ``order_date = 'cancelled'``, and each was repaired twice (issue 13): a number only
+    against a number column, a string only against a text column (one of its values when the
+    snapshot holds them all: ``status`` has 4), a date column against a date or its year."""
+    rules = gbnf.check(sql_grammar(demo_snapshot, ["orders"]))
+    typed = _typed(rules, frozenset({"orders"}))
+    for right in ("year(order_date) = 2023", "extract(year FROM order_date) >= 2022",
+                  "order_date >= DATE '2023-01-01'", "orders.store_id = 3",
+                  "store_id <> 12", "store_id + customer_id > 100", "status = 'cancelled'",
+                  "lower(status) = 'returned'", "status IN ('cancelled', 'returned')",
+                  "date_trunc('month', order_date) = DATE '2023-03-01'",
+                  "customer_id BETWEEN 1 AND 10"):
+        assert typed.fullmatch(right), right
+    for wrong in ("order_date = 2023", "store_id = 'Berlin'", "order_date = 'cancelled'",
+                  "status = 'Berlin'", "status = 3", "channel = 'cancelled'",
+                  "year(status) = 2023", "order_date > 5", "id = '1'"):
+        assert not typed.fullmatch(wrong), wrong
+
+
+def test_a_questions_comparisons_take_its_values_in_their_types(
+        demo_snapshot: SchemaSnapshot) -> None:
+    question = "How many orders from 2023 were cancelled at the Berlin store?"
+    rules = gbnf.check(sql_grammar(demo_snapshot, ["orders", "stores"], question=question))
+    typed = _typed(rules, frozenset({"orders"}))
+    for right in ("year(order_date) = 2023", "status = 'cancelled'",
+                  "order_date >= DATE '2023-01-01'"):
+        assert typed.fullmatch(right), right
+    for wrong in ("order_date = 2023", "store_id = 'Berlin'", "status = 'Berlin'",
+                  "year(order_date) = 2022", "status = 'returned'",
+                  "order_date = 'cancelled'", "order_date >= DATE '2022-01-01'"):
+        assert not typed.fullmatch(wrong), wrong
+    joined = _typed(rules, frozenset({"orders", "stores"}))
+    assert joined.fullmatch("stores.city = 'Berlin'")  # city's samples are not all its values
+    assert not joined.fullmatch("stores.id = 'Berlin'")
+
+
+def test_a_boolean_column_compares_with_true_or_false() -> None:
+    snap = SchemaSnapshot("duckdb", {"t": TableInfo("t", [
+        Column("active", "BOOLEAN"), Column("n", "INTEGER")])})
+    rules = gbnf.check(sql_grammar(snap))
+    typed = _typed(rules, frozenset({"t"}))
+    for right in ("active", "active = TRUE", "active IS NOT FALSE", "n > 3"):
+        assert typed.fullmatch(right), right
+    for wrong in ("active = 1", "active = 'yes'", "n = TRUE"):
+        assert not typed.fullmatch(wrong), wrong
+
+
+@pytest.mark.parametrize(("dialect", "right", "wrong"), [
+    ("postgres", "date_part('year', d) = 2023", "year(d) = 2023"),
+    ("sqlite", "strftime('%Y', d) = '2023'", "strftime('%Y', d) = 2023"),
+])
+def test_a_dates_year_is_read_as_the_dialect_reads_it(dialect: str, right: str,
+                                                      wrong: str) -> None:
+    snap = SchemaSnapshot(dialect, {"t": TableInfo("t", [Column("d", "DATE")])})
+    typed = _typed(gbnf.check(sql_grammar(snap)), frozenset({"t"}))
+    assert typed.fullmatch(right)
+    assert not typed.fullmatch(wrong)
+    assert sqlglot.parse_one(f"SELECT 1 FROM t WHERE {right}", read=dialect)

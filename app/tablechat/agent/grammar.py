@@ -134,7 +134,9 @@ _FAMILY = {
     "pcond": 'pconj (" OR " pconj){0,2}',
     "pconj": 'pneg (" AND " pneg){0,3}',
     "pneg": '"NOT " ppred | ppred',
-    "ppred": "pexpr ptail",  # a bare column is no condition (SmolLM2: "WHERE quantity")
+    # a bare column is no condition (SmolLM2: "WHERE quantity"); a comparison is typed by the
+    # column's type (``typed``: :func:`_typed`)
+    "ppred": 'typed | col " IS " ("NOT ")? "NULL"',
     "agg": '"count(*)" | ("count" | "sum" | "avg" | "min" | "max") "(" ("DISTINCT ")? pexpr ")"',
     "aexpr": "afactor (binop afactor){0,3}",
     # a call's arguments: columns and values (plain), aggregates and numbers (aggregate)
@@ -153,8 +155,8 @@ _FAMILY = {
     "goitem": "alead (binop afactor){0,2} dir?",
 }
 _TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|[a-zA-Z][a-zA-Z0-9-]*|.', re.S)
-_COPIED = frozenset({*_FAMILY, "col", "from", "group", "ptail", "pcall", "acall", "pcols",
-                     "pkeys"})
+_COPIED = frozenset({*_FAMILY, "col", "from", "group", "pcall", "acall", "pcols",
+                     "pkeys", "typed"})
 
 
 def _renamed(body: str, suffix: str) -> str:
@@ -206,17 +208,140 @@ def _calls(dialect: str, kind: str) -> list[str]:
     return calls
 
 
-def _ptail(dialect: str) -> str:
-    tails = [
-        # one operand on the right: "= '2022-01-01' + 1000000000 + ..." was SmolLM2's
-        # and it is a value, not a column: SmolLM2 filled WHERE with "category_id = id"
-        'cmp (lit | "(" query ")")', '" IS " ("NOT ")? "NULL"',
-        f'(" NOT")? " IN (" (query | lit (", " lit){{0,{MAX_LIST - 1}}}) ")"',
-        '(" NOT")? " BETWEEN " lit " AND " lit', '(" NOT")? " LIKE " string',
-    ]
-    if dialect in _ILIKE:
-        tails.append('(" NOT")? " ILIKE " string')
-    return " | ".join(tails)
+# ``year(col) = 2023`` and its kin, per dialect: (the call, the function the guard must allow,
+# whether the year is written as a string)
+_YEAR_FORMS: dict[str, tuple[tuple[str, str, bool], ...]] = {
+    "duckdb": (('"year(" D ")"', "year", False), ('"extract(year FROM " D ")"', "extract", False)),
+    "postgres": (('"extract(year FROM " D ")"', "extract", False),
+                 ('"date_part(\'year\', " D ")"', "date_part", False)),
+    "sqlite": (('"strftime(\'%Y\', " D ")"', "strftime", True),),
+}
+_EQ = '" = " | " <> " | " != "'
+_BOOL = '"TRUE" | "FALSE"'
+# a column whose snapshot holds fewer samples than this holds all its values (the sampler
+# takes up to ``sample_values``, 5 by default, distinct values)
+FULL_SAMPLES = 5
+
+
+def _ref(table: str, column: str, group: tuple[str, ...], infos: dict[str, TableInfo],
+         shown: Any, name_of: Any) -> str:
+    """A column as a branch names it: qualified, or bare too where no other table of the
+    branch has the name."""
+    prefix = gbnf_literal(shown(table) + ".")
+    name = gbnf_literal(name_of(column))
+    shared = sum(1 for t in group for c in infos[t].columns if c.name == column)
+    return f"({prefix})? {name}" if shared == 1 else f"{prefix} {name}"
+
+
+def _typed(group: tuple[str, ...], infos: dict[str, TableInfo], rules: dict[str, str],
+           texts: dict[tuple[str, str], str | None], dialect: str, shown: Any, name_of: Any,
+           suffix: str) -> dict[str, str]:
+    """``typed<suffix>``: the branch's comparisons, each between a column and a literal of its
+    type (issue 13: SmolLM2 wrote ``order_date = 2023``, ``store_id = 'Berlin'``, ``order_date
+    = 'cancelled'``, and each was repaired twice). A number column against a number; a text
+    column against its string rule (``texts``: its known values, the question's strings, or no
+    string at all: ``None``); a date or timestamp column against a date (in a year the
+    question names), or its year through ``year(col)`` (the dialect's form) against a year;
+    a boolean column against TRUE/FALSE. Literal rules the question gave no value for leave
+    their comparisons out."""
+    by_family: dict[str, list[str]] = {"number": [], "temporal": [], "boolean": []}
+    by_values: dict[str, list[str]] = {}  # a text column's string rule -> the columns
+    out: dict[str, str] = {}
+    for table in group:
+        for c in infos[table].columns:
+            if not usable(c.name):
+                continue
+            ref = _ref(table, c.name, group, infos, shown, name_of)
+            if c.family in by_family:
+                by_family[c.family].append(ref)
+            elif c.family == "text":
+                values = texts.get((table, c.name), "string" if "string" in rules else None)
+                if values is not None:
+                    by_values.setdefault(values, []).append(ref)
+    preds: list[str] = []
+    numbers, dates, bools = by_family["number"], by_family["temporal"], by_family["boolean"]
+    if numbers and "number" in rules:
+        out[f"ncol{suffix}"] = " | ".join(numbers)
+        n = f"ncol{suffix}"
+        preds.append(f'{n} ((" + " | " - " | " * " | " / ") {n})? ntail')
+    if dates:
+        out[f"dcol{suffix}"] = " | ".join(dates)
+        d = f"dcol{suffix}"
+        if "dval" in rules:
+            lhs = d
+            if "date_trunc" in allowed_names(dialect) and dialect != "sqlite":
+                lhs = f'({d} | "date_trunc(" part-str ", " {d} ")")'
+            preds.append(f"{lhs} dtail")
+        if "year" in rules:
+            names = allowed_names(dialect)
+            for form, fn, quoted in _YEAR_FORMS.get(dialect, _YEAR_FORMS["duckdb"]):
+                if fn in names:
+                    preds.append(f"{form.replace('D', d)} {'qytail' if quoted else 'ytail'}")
+    if bools:
+        out[f"bcol{suffix}"] = " | ".join(bools)
+        preds.append(f'bcol{suffix} ((" = " | " <> ") ({_BOOL}) | " IS " ("NOT ")? ({_BOOL}))?')
+    lower = "lower" in allowed_names(dialect)
+    for k, (values, refs) in enumerate(by_values.items(), start=1):
+        t = f"t{k}col{suffix}"
+        out[t] = " | ".join(refs)
+        lhs = f'({t} | "lower(" {t} ")")' if lower else t
+        like = ' | (" NOT")? " LIKE " S' + (' | (" NOT")? " ILIKE " S'
+                                            if dialect in _ILIKE else "")
+        rules[f"tail-{values}"] = (
+            f'eq S | (" NOT")? " IN (" S (", " S){{0,{MAX_LIST - 1}}} ")"{like}'
+            .replace("S", values))
+        preds.append(f"{lhs} tail-{values}")
+    out[f"typed{suffix}"] = " | ".join(f"({p})" for p in preds) if preds else '"FALSE"'
+    return out
+
+
+def _typed_shared(rules: dict[str, str], question: str | None) -> None:
+    """The typed comparisons' shared tails (``ntail``, ``dtail``, ``ytail``), over the literal
+    rules there are (with a question: only its values)."""
+    rules["eq"] = _EQ
+    if "number" in rules:
+        rules["ntail"] = (f'cmp number | (" NOT")? " BETWEEN " number " AND " number'
+                          f' | (" NOT")? " IN (" number (", " number){{0,{MAX_LIST - 1}}} ")"')
+    lit = rules.get("lit", "")
+    dvals = [v for v in ("date", '"CURRENT_DATE"') if v in _TOKEN.findall(lit)
+             or (question is None and v == "date")]
+    if question is None:
+        dvals.append('"CURRENT_DATE"')
+    if dvals:
+        rules["dval"] = " | ".join(dvals)
+        rules["dtail"] = 'cmp dval | (" NOT")? " BETWEEN " dval " AND " dval'
+    years = sorted(set(_YEAR.findall(question))) if question is not None else None
+    if years is None or years:
+        rules["year"] = alternatives(years) if years else "[12] [0-9] [0-9] [0-9]"
+        rules["ytail"] = ('cmp year | (" NOT")? " BETWEEN " year " AND " year'
+                          f' | (" NOT")? " IN (" year (", " year){{0,{MAX_LIST - 1}}} ")"')
+        rules["qytail"] = "eq \"'\" year \"'\""
+
+
+def _text_values(infos: Iterable[TableInfo], question: str | None, rules: dict[str, str]
+                 ) -> tuple[dict[tuple[str, str], str | None], dict[str, str]]:
+    """Each text column's string rule: a column whose snapshot holds all its values (fewer
+    than ``FULL_SAMPLES`` samples) compares only with them (with a question: those it names;
+    none named, no string); another column with ``string`` (the question's strings)."""
+    texts: dict[tuple[str, str], str | None] = {}
+    extra: dict[str, str] = {}
+    lower = question.lower() if question is not None else None
+    for info in infos:
+        for c in info.columns:
+            if c.family != "text" or not usable(c.name):
+                continue
+            values = [str(v) for v in c.samples if isinstance(v, str) and 0 < len(v) <= MAX_STRING]
+            if not values or len(c.samples) >= FULL_SAMPLES:
+                continue
+            if lower is not None:
+                values = [v for v in values if v.lower() in lower]
+            if not values:
+                texts[(info.name, c.name)] = None
+                continue
+            name = f"sv{len(extra) + 1}"
+            extra[name] = alternatives(_sql_string(v) for v in values)
+            texts[(info.name, c.name)] = name
+    return texts, extra
 
 
 def _choose(snapshot: SchemaSnapshot, tables: Iterable[str] | None) -> list[TableInfo]:
@@ -310,7 +435,6 @@ def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None,
         names = [column(c.name) for c in info.columns if usable(c.name)]
         rules[f"cols-{n}"] = alternatives(names)
         cols[info.name] = (f"cols-{n}", set(names))
-    family["ptail"] = _ptail(dialect)
     family["pcall"] = " | ".join(_calls(dialect, "pargs"))
     family["acall"] = " | ".join(_calls(dialect, "aargs"))
     family["group"] = ('" GROUP BY ALL"' if dialect in _GROUP_ALL
@@ -323,6 +447,9 @@ def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None,
     if "number" not in rules:
         family["aargs"] = "agg (binop agg){0,2}"
     _drop_missing(rules, family)
+    _typed_shared(rules, question)
+    texts, values = _text_values(infos, question, rules)
+    rules.update(values)
     branches = []
     for n, group in enumerate(table_sets(list(by_name), edges, MAX_BRANCHES), start=1):
         suffix = f"-b{n}"
@@ -331,6 +458,7 @@ def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None,
         rules["from" + suffix] = alternatives(from_clauses(group, edges, shown, column))
         rules["col" + suffix] = _columns(group, cols, shown)
         rules.update(_select_columns(group, by_name, shown, column, suffix))
+        rules.update(_typed(group, by_name, rules, texts, dialect, shown, column, suffix))
         branches.append("body" + suffix)
     rules["query"] = f'"SELECT " ("DISTINCT ")? ({" | ".join(branches)})'
     return "\n".join(f"{name} ::= {body}" for name, body in rules.items()) + "\n"

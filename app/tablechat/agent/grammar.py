@@ -15,6 +15,10 @@ The grammar admits one SELECT that the guard passes and the database runs:
   (no bare column outside an aggregate), or mixed, and a mixed list must be grouped: on DuckDB
   ``GROUP BY ALL`` (it groups by every plain item, so the grouping is always right), elsewhere
   by expressions. WHERE never holds an aggregate; HAVING compares aggregates.
+- **Comparisons typed by the column's type** (:func:`_typed`): a number column against a
+  number, a text column against a string (one of its values when the snapshot holds them all),
+  a date column against a date or its year through ``year(col)`` (the dialect's form), a
+  boolean against TRUE/FALSE (SmolLM2 wrote ``order_date = 2023``, ``store_id = 'Berlin'``).
 - **Functions only from the guard's allow-list** (``sql/functions.py``) in the dialect.
 - Literals: numbers, strings, ``DATE 'yyyy-mm-dd'``, NULL, TRUE/FALSE, CURRENT_DATE; lists and
   literals are bounded (``{0,n}``) so a rambling model reaches the end of a rule instead of the

@@ -131,3 +131,21 @@ def test_the_compact_prompt_is_stable_then_the_questions_tables_and_the_question
     assert '"orders"' in first["grammar"] and '"products"' not in first["grammar"]
     assert 'number ::= "2023"' in first["grammar"]
     assert "'Germany'" in second["grammar"] and "number ::=" not in second["grammar"]
+
+
+def test_a_larger_model_can_have_the_full_prompt_and_json_instead(
+        demo: tablechat.TableChat, fake_vllm: FakeVLLM) -> None:
+    """``llm_sql_grammar=False`` (a 7B coder on llama.cpp): no grammar, no compact prompt; the
+    SQL reply is constrained by JSON in llama.cpp's dialect (``response_format``)."""
+    fake_vllm.script(rules=[{"match": "How many orders", "on": "prompt",
+                             "reply": {"content": '{"sql": "SELECT count(*) FROM orders"}'}}])
+    agent, client, config = _agent(fake_vllm, llm_sql_grammar=False)
+    try:
+        events = _ask(demo, agent, config, "How many orders are there?")
+    finally:
+        _loop.run_sync(client.aclose())
+    assert [e.rows for e in events if isinstance(e, ev.Table)] == [[(40000,)]]
+    sql = fake_vllm.chat_requests()[0]["body"]
+    assert "grammar" not in sql
+    assert sql["response_format"]["type"] == "json_schema"
+    assert SQL_MARK not in str(sql["messages"])  # the full prompt, not the compact one

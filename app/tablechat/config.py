@@ -114,6 +114,14 @@ class Settings(BaseSettings):
         "prose; a small model under the schema's grammar otherwise repeats itself up to the "
         "reply limit, slowly on a CPU. Raise it for a large model that writes long CTEs.",
     )
+    llm_sql_grammar: bool = Field(
+        True,
+        description="On llama.cpp and embedded GGUF models: constrain the SQL reply with the "
+        "schema's grammar and send the compact prompt, both shaped for small models (about "
+        "135M-1.5B: short select lists, no subquery in WHERE, values only from the question). "
+        "Turn it off for a larger model (e.g. a 7B coder), which then gets the full prompt and "
+        "a JSON-constrained reply. vLLM always uses JSON.",
+    )
     llm_answer_max_tokens: int = Field(
         80,
         gt=0,

@@ -253,7 +253,8 @@ class SQLAgent:
         local models) rather than JSON."""
         backend = self.client.backend
         return bool(backend is not None and backend.sql_grammar
-                    and "grammar" in backend.constraints)
+                    and "grammar" in backend.constraints
+                    and backend.settings.llm_sql_grammar)
 
     def sql_constraint(self, ctx: QuestionContext, inputs: dict[str, Any]) -> dict[str, Any]:
         """The constraint for the SQL reply: the schema's grammar where the backend prefers it

@@ -23,14 +23,21 @@ MAX_VALUES = 5  # values shown for one column: a closed list of categories, not 
 MAX_VALUE_CHARS = 24  # a longer value is data (a name, a note), not a category
 
 
+def all_values_known(column: Column, table: TableInfo) -> bool:
+    """Whether the snapshot holds every value of ``column``: the sampler found fewer than it
+    takes, or the table has no more rows than there are samples. The compact prompt lists
+    such a column's values and the grammar (:mod:`.grammar`) lets a filter name only them."""
+    return bool(column.samples) and (len(column.samples) < SAMPLE_VALUES or (
+        table.row_count is not None and table.row_count <= len(column.samples)))
+
+
 def _values(column: Column, table: TableInfo) -> str:
     """`` ('a', 'b')`` when the column's values are few, short and all known; else ""."""
     if column.family != "text" or not column.samples or column.primary_key:
         return ""
     samples = [s for s in column.samples if isinstance(s, str)]
-    complete = len(column.samples) < SAMPLE_VALUES or (
-        table.row_count is not None and table.row_count <= len(column.samples))
-    if (not complete or len(samples) != len(column.samples) or len(samples) > MAX_VALUES
+    if (not all_values_known(column, table) or len(samples) != len(column.samples)
+            or len(samples) > MAX_VALUES
             or any(len(s) > MAX_VALUE_CHARS or "'" in s for s in samples)):
         return ""
     return " (" + ", ".join(f"'{s}'" for s in samples) + ")"
@@ -51,4 +58,4 @@ def compact_schema(snapshot: SchemaSnapshot, tables: list[str] | None = None) ->
                      if wanted is None or name in wanted)
 
 
-__all__ = ["compact_schema", "compact_table"]
+__all__ = ["all_values_known", "compact_schema", "compact_table"]

@@ -45,6 +45,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..sql.functions import allowed_names
 from ..sql.schema import SchemaSnapshot, TableInfo
+from .compact_schema import all_values_known
 from .join_paths import edges_of, from_clauses, table_sets
 from .sql_names import (
     BAD_ALIASES,
@@ -222,9 +223,6 @@ _YEAR_FORMS: dict[str, tuple[tuple[str, str, bool], ...]] = {
 }
 _EQ = '" = " | " <> " | " != "'
 _BOOL = '"TRUE" | "FALSE"'
-# a column whose snapshot holds fewer samples than this holds all its values (the sampler
-# takes up to ``sample_values``, 5 by default, distinct values)
-FULL_SAMPLES = 5
 
 
 def _ref(table: str, column: str, group: tuple[str, ...], infos: dict[str, TableInfo],
@@ -324,9 +322,10 @@ def _typed_shared(rules: dict[str, str], question: str | None) -> None:
 
 def _text_values(infos: Iterable[TableInfo], question: str | None, rules: dict[str, str]
                  ) -> tuple[dict[tuple[str, str], str | None], dict[str, str]]:
-    """Each text column's string rule: a column whose snapshot holds all its values (fewer
-    than ``FULL_SAMPLES`` samples) compares only with them (with a question: those it names;
-    none named, no string); another column with ``string`` (the question's strings)."""
+    """Each text column's string rule: a column whose snapshot holds all its values
+    (:func:`.compact_schema.all_values_known`) compares only with them (with a question:
+    those it names; none named, no string); another column with ``string`` (the question's
+    strings)."""
     texts: dict[tuple[str, str], str | None] = {}
     extra: dict[str, str] = {}
     lower = question.lower() if question is not None else None
@@ -335,7 +334,7 @@ def _text_values(infos: Iterable[TableInfo], question: str | None, rules: dict[s
             if c.family != "text" or not usable(c.name):
                 continue
             values = [str(v) for v in c.samples if isinstance(v, str) and 0 < len(v) <= MAX_STRING]
-            if not values or len(c.samples) >= FULL_SAMPLES:
+            if not values or not all_values_known(c, info):
                 continue
             if lower is not None:
                 values = [v for v in values if v.lower() in lower]

@@ -51,9 +51,6 @@ def schema_examples(snapshot: SchemaSnapshot) -> str:
     return _group_example(snapshot, dialect) or ""
 
 
-
-
-
 def count_example(snapshot: SchemaSnapshot) -> tuple[str, str, str] | None:
     """(table, question, SQL) of a count over the schema's narrowest table, the same for every
     question on a database: the SQL prompt's example turn for a small model under the
@@ -66,4 +63,6 @@ def count_example(snapshot: SchemaSnapshot) -> tuple[str, str, str] | None:
             name = sql_name(info.name, dialect)
             return info.name, f"How many {info.name} are there?", f"SELECT count(*) FROM {name};"
     return None
+
+
 __all__ = ["count_example", "schema_examples"]

@@ -127,9 +127,11 @@ def test_the_compact_prompt_is_stable_then_the_questions_tables_and_the_question
     text = "".join(m["content"] for m in first["messages"])
     assert "CREATE TABLE" not in text and "## Rules" not in text and "revenue" not in text
     assert len(text) < 800  # the long form was ~8,000 characters for this schema
-    # the grammar: the linked table only, and the question's numbers only
+    # the grammar: the linked table only, and the question's values only (a year in a date
+    # rule, where there are dates; no other number)
     assert '"orders"' in first["grammar"] and '"products"' not in first["grammar"]
-    assert 'number ::= "2023"' in first["grammar"]
+    assert "date ::= \"DATE '\" (\"2023\")" in first["grammar"]
+    assert "number ::=" not in first["grammar"]
     assert "'Germany'" in second["grammar"] and "number ::=" not in second["grammar"]
 
 

@@ -116,9 +116,13 @@ def check(text: str) -> dict[str, list[tuple[str, str]]]:
     return rules
 
 
-def regex(rules: dict[str, list[tuple[str, str]]], name: str, _seen: tuple[str, ...] = ()) -> str:
-    """``name`` as a Python regex (rules it reaches must not be recursive)."""
+def regex(rules: dict[str, list[tuple[str, str]]], name: str, _seen: tuple[str, ...] = (),
+          *, cut: bool = False) -> str:
+    """``name`` as a Python regex (rules it reaches must not be recursive; with ``cut``, a
+    rule inside itself matches nothing: the sentences without that nesting)."""
     if name in _seen:
+        if cut:
+            return "(?!)"
         raise GBNFError(f"{name} is recursive")
     parts = []
     for kind, value in rules[name]:
@@ -127,12 +131,17 @@ def regex(rules: dict[str, list[tuple[str, str]]], name: str, _seen: tuple[str, 
         elif kind == "class":
             parts.append(value)
         elif kind == "ref":
-            parts.append("(?:" + regex(rules, value, (*_seen, name)) + ")")
+            parts.append("(?:" + regex(rules, value, (*_seen, name), cut=cut) + ")")
         elif value == "(":
             parts.append("(?:")
         else:
             parts.append(value)
     return "".join(parts)
+
+
+def admits(text: str, sentence: str) -> bool:
+    """Whether the grammar ``text`` admits ``sentence`` (without nested conditions)."""
+    return re.fullmatch(regex(check(text), "root", cut=True), sentence) is not None
 
 
 def literals(rules: dict[str, list[tuple[str, str]]], name: str) -> set[str]:

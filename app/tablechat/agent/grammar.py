@@ -40,13 +40,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from ..errors import ConfigurationError
 from ..sql.functions import allowed_names
-from ..sql.schema import SchemaSnapshot, TableInfo
+from ..sql.schema import Column, SchemaSnapshot, TableInfo
 from .compact_schema import all_values_known
 from .join_paths import edges_of, from_clauses, table_sets
+from .periods import Period, periods
+from .relevance import words
+from .sketch import AGGREGATES, Sketch, sketch, top_count
 from .sql_names import (
     BAD_ALIASES,
     RESERVED,
@@ -103,7 +107,9 @@ _SHARED = {
     "dir": '" ASC" | " DESC"',
     "number": '[0-9]{1,7} ("." [0-9]{1,4})?',
     "string": f"\"'\" (\"''\" | [^'\\r\\n]){{0,{MAX_STRING}}} \"'\"",
-    "date": "\"DATE '\" [12] [0-9] [0-9] [0-9] \"-\" [01] [0-9] \"-\" [0-3] [0-9] \"'\"",
+    "date": "\"DATE '\" [12] [0-9] [0-9] [0-9] \"-\" month-day \"'\"",
+    # no month 13, no day 39 (DuckDB refuses them: SmolLM2 wrote DATE '2023-14-39')
+    "month-day": '("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | [12] [0-9] | "3" [01])',
     "lit": 'number | string | date | "NULL" | "TRUE" | "FALSE" | "CURRENT_DATE"',
 }
 
@@ -235,9 +241,25 @@ def _ref(table: str, column: str, group: tuple[str, ...], infos: dict[str, Table
     return f"({prefix})? {name}" if shared == 1 else f"{prefix} {name}"
 
 
+def _linked(found: list[tuple[str, Column]], asked: set[str] | None) -> list[str]:
+    """The references of ``found`` a question's comparison may use: with the question's words
+    (``asked``), the columns that are no key and whose names share a word with it ("list
+    price above $300": ``unit_price``, not ``category_id``), else the columns that are no
+    key, else all."""
+    if asked is None:
+        return [ref for ref, _ in found]
+    plain = [(ref, c) for ref, c in found if not c.primary_key and not _KEY.search(c.name)]
+    named = [ref for ref, c in plain if words(c.name) & asked]
+    return named or [ref for ref, _ in plain] or [ref for ref, _ in found]
+
+
+_KEY = re.compile(r"(?:^|_)id$|Id$", re.I)
+
+
 def _typed(group: tuple[str, ...], infos: dict[str, TableInfo], rules: dict[str, str],
            texts: dict[tuple[str, str], str | None], dialect: str, shown: Any, name_of: Any,
-           suffix: str) -> dict[str, str]:
+           suffix: str, asked: set[str] | None = None,
+           spans: list[Period] | None = None) -> dict[str, str]:
     """``typed<suffix>``: the branch's comparisons, each between a column and a literal of its
     type (issue 13: SmolLM2 wrote ``order_date = 2023``, ``store_id = 'Berlin'``, ``order_date
     = 'cancelled'``, and each was repaired twice). A number column against a number; a text
@@ -245,8 +267,11 @@ def _typed(group: tuple[str, ...], infos: dict[str, TableInfo], rules: dict[str,
     string at all: ``None``); a date or timestamp column against a date (in a year the
     question names), or its year through ``year(col)`` (the dialect's form) against a year;
     a boolean column against TRUE/FALSE. Literal rules the question gave no value for leave
-    their comparisons out."""
-    by_family: dict[str, list[str]] = {"number": [], "temporal": [], "boolean": []}
+    their comparisons out. With the question's words (``asked``), a number or date compares
+    only in a column they name, when they name one (:func:`_linked`); with the periods it
+    names (``spans``), a date column only within them."""
+    by_family: dict[str, list[tuple[str, Column]]] = {"number": [], "temporal": [],
+                                                      "boolean": []}
     by_values: dict[str, list[str]] = {}  # a text column's string rule -> the columns
     out: dict[str, str] = {}
     for table in group:
@@ -255,18 +280,22 @@ def _typed(group: tuple[str, ...], infos: dict[str, TableInfo], rules: dict[str,
                 continue
             ref = _ref(table, c.name, group, infos, shown, name_of)
             if c.family in by_family:
-                by_family[c.family].append(ref)
+                by_family[c.family].append((ref, c))
             elif c.family == "text":
                 values = texts.get((table, c.name), "string" if "string" in rules else None)
                 if values is not None:
                     by_values.setdefault(values, []).append(ref)
     preds: list[str] = []
-    numbers, dates, bools = by_family["number"], by_family["temporal"], by_family["boolean"]
+    numbers, dates = _linked(by_family["number"], asked), _linked(by_family["temporal"], asked)
+    bools = [ref for ref, _ in by_family["boolean"]]
     if numbers and "number" in rules:
         out[f"ncol{suffix}"] = " | ".join(numbers)
         n = f"ncol{suffix}"
         preds.append(f'{n} ((" + " | " - " | " * " | " / ") {n})? ntail')
-    if dates:
+    if dates and spans:
+        # the periods the question names, over one date column each (:mod:`.periods`)
+        preds.extend(span.condition(f"({ref})") for ref in dates for span in spans)
+    elif dates:
         out[f"dcol{suffix}"] = " | ".join(dates)
         d = f"dcol{suffix}"
         if "dval" in rules:
@@ -325,25 +354,44 @@ def _text_values(infos: Iterable[TableInfo], question: str | None, rules: dict[s
     """Each text column's string rule: a column whose snapshot holds all its values
     (:func:`.compact_schema.all_values_known`) compares only with them (with a question:
     those it names; none named, no string); another column with ``string`` (the question's
-    strings)."""
+    strings). With a question, a string some column's samples hold is that column's (and
+    any other's whose samples hold it: "the Corporate segment": ``segment``, "in Germany":
+    ``country``, not ``name`` or ``city``); the columns whose values are not all known also
+    take the question's strings that no sample holds (``free-string``)."""
     texts: dict[tuple[str, str], str | None] = {}
     extra: dict[str, str] = {}
     lower = question.lower() if question is not None else None
+    infos = list(infos)
+
+    def rule_for(values: list[str]) -> str:
+        name = f"sv{len(extra) + 1}"
+        extra[name] = alternatives(_sql_string(v) for v in values)
+        return name
+
+    sampled: dict[tuple[str, str], list[str]] = {}
+    open_columns: list[tuple[str, str]] = []
     for info in infos:
         for c in info.columns:
             if c.family != "text" or not usable(c.name):
                 continue
             values = [str(v) for v in c.samples if isinstance(v, str) and 0 < len(v) <= MAX_STRING]
-            if not values or not all_values_known(c, info):
-                continue
+            known = bool(values) and all_values_known(c, info)
             if lower is not None:
                 values = [v for v in values if v.lower() in lower]
-            if not values:
-                texts[(info.name, c.name)] = None
+            if not known:
+                open_columns.append((info.name, c.name))
+                sampled[(info.name, c.name)] = values
                 continue
-            name = f"sv{len(extra) + 1}"
-            extra[name] = alternatives(_sql_string(v) for v in values)
-            texts[(info.name, c.name)] = name
+            texts[(info.name, c.name)] = rule_for(values) if values else None
+    if question is None:
+        return texts, extra
+    said = question.lower()
+    claimed = {v.lower() for info in infos for c in info.columns for v in c.samples
+               if isinstance(v, str) and v.lower() in said}
+    free = sorted(v for v in _question_strings(question, infos) if v.lower() not in claimed)
+    for key in open_columns:
+        values = list(dict.fromkeys([*sampled[key], *free]))
+        texts[key] = rule_for(values) if values else None
     return texts, extra
 
 
@@ -360,10 +408,24 @@ _YEAR = re.compile(r"\b(1[89]\d\d|2\d\d\d)\b")
 _PHRASE = re.compile(r"[A-Z][\w&-]*(?:\s+[A-Z][\w&-]*)*")
 _RECENT = re.compile(r"\b(last|past|recent|today|ago|this)\b", re.I)
 _MISSING = re.compile(r"\b(without|missing|no|not|null|empty|unknown)\b", re.I)
+_ALL = re.compile(r"\b(all|everything|details?|full)\b", re.I)
+_RATIO = re.compile(r"\b(ratio|share|percent|percentage|proportion|rate|fraction|per cent)\b|%",
+                    re.I)
 
 
 def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _question_strings(question: str, infos: Iterable[TableInfo]) -> set[str]:
+    """The strings ``question`` gives: known values (samples) it names, and its capitalised
+    phrases (``Germany``, ``Berlin Mitte``)."""
+    lower = question.lower()
+    strings = {str(v) for info in infos for c in info.columns for v in c.samples
+               if isinstance(v, str) and 0 < len(v) <= MAX_STRING and v.lower() in lower}
+    strings.update(m.group(0) for m in _PHRASE.finditer(question)
+                   if m.start() > 0 and len(m.group(0)) <= MAX_STRING)
+    return strings
 
 
 def question_literals(question: str, infos: Iterable[TableInfo] = ()) -> dict[str, str]:
@@ -375,30 +437,223 @@ def question_literals(question: str, infos: Iterable[TableInfo] = ()) -> dict[st
     every query (issue 13): a filter on a value nobody gave cannot be right. Rules with no
     alternative are left out (``lit`` holds what is left)."""
     numbers: list[str] = []
+    counted = top_count(question)  # "top 5": the LIMIT's, not a value to filter on
+    skip = counted[1] if counted else None
+    infos = list(infos)
+    dated = any(c.family == "temporal" for info in infos for c in info.columns)
     for value, percent in _NUMBER.findall(question):
+        if value == skip and not percent:
+            skip = None
+            continue
+        if dated and not percent and _YEAR.fullmatch(value):
+            continue  # a year, where there are dates: compared through the date rules
         numbers.append(value)
         if percent:
             numbers.append(f"{float(value) / 100:g}")
     years = sorted(set(_YEAR.findall(question)))
-    lower = question.lower()
-    strings = {str(v) for info in infos for c in info.columns for v in c.samples
-               if isinstance(v, str) and 0 < len(v) <= MAX_STRING and v.lower() in lower}
-    strings.update(m.group(0) for m in _PHRASE.finditer(question)
-                   if m.start() > 0 and len(m.group(0)) <= MAX_STRING)
+    strings = _question_strings(question, infos)
     rules: dict[str, str] = {}
     if numbers:
         rules["number"] = alternatives(numbers)
     if strings:
         rules["string"] = alternatives(_sql_string(v) for v in strings)
     if years:
-        rules["date"] = (f"\"DATE '\" ({alternatives(years)}) \"-\" [01] [0-9] \"-\" [0-3] [0-9]"
-                         " \"'\"")
+        rules["date"] = f"\"DATE '\" ({alternatives(years)}) \"-\" month-day \"'\""
     kinds: list[str] = [k for k in ("number", "string", "date") if k in rules]
     if _RECENT.search(question):
         kinds.append('"CURRENT_DATE"')
     if kinds:
         rules["lit"] = " | ".join(kinds)
     return rules
+
+
+def _shaped(family: dict[str, str], rules: dict[str, str], shape: Sketch,
+            question: str) -> None:
+    """Narrow the per-branch rules to the shape ``question`` asks for (:mod:`.sketch`):
+    the select list (rows; aggregates only; grouped), the ranking (``ORDER BY`` in the
+    direction asked, ``LIMIT`` the count asked, and no other LIMIT), a WHERE that must be
+    there when the question gives a value and may compare only with it (``IS NULL`` and
+    ``NOT`` only when it says "no"/"not"/"missing", ``OR`` only when it says "or", no more
+    comparisons than values), and no CASE or CAST in a select list. SmolLM2-135M, with the
+    whole grammar, answered 0 of 20 grouped demo questions and filtered on ``IS NULL``
+    where the question named a value."""
+    missing = bool(_MISSING.search(question))
+    values = sum(len(_split_top(rules[k])) for k in ("number", "string") if k in rules)
+    values += len(set(_YEAR.findall(question))) + bool(_RECENT.search(question))
+    grouped = 'pgroup ", " aitem (", " aitem)? gclauses'
+    if shape.grouped or (shape.top is not None and shape.aggregates):
+        bodies = [grouped]
+    elif shape.top is not None:  # "3 cheapest products": rows, ranked
+        bodies = ["plist pclauses"]
+    elif shape.aggregates:
+        bodies = ["alist aclauses"]
+    else:  # no word asks for a summary: rows
+        bodies = ['"*" pclauses', "plist pclauses"] if _ALL.search(question) else [
+            "plist pclauses"]
+    family["body"] = " | ".join(bodies)
+    # as many aggregates as the question names, each bare (SmolLM2: "abs(count(*)) || ..."),
+    # unless it asks for a ratio; one grouping key
+    extra = max(0, len(shape.aggregates) - 1)
+    family["alist"] = f'aitem (", " aitem){{0,{extra}}}'
+    family["body"] = family["body"].replace('(", " aitem)?', f'(", " aitem){{0,{extra}}}')
+    family["alead"] = "agg"
+    if not _RATIO.search(question):
+        family["aitem"] = 'agg (" AS " alias)?'
+        family["goitem"] = "agg dir?"
+    family["pgroup"] = "col | pfun"
+    family["plist"] = "pcols"  # a row's columns (SmolLM2: "upper(name)", "abs(category_id)")
+    family["porder"] = '" ORDER BY " poitem'
+    family["gorder"] = '" ORDER BY " goitem'
+    family["plead"] = "col | pcall"
+    family["pfun"] = 'pcall (" AS " alias)?'
+    family["patom"] = 'col | lit | pcall | "(" pcond ")"'
+    family["ppred"] = 'typed | col " IS " ("NOT ")? "NULL"' if missing else "typed"
+    family["pneg"] = '"NOT " ppred | ppred' if missing else "ppred"
+    family["pconj"] = f'pneg (" AND " pneg){{0,{max(0, values - 1)}}}'
+    family["pcond"] = 'pconj (" OR " pconj){0,1}' if shape.either else "pconj"
+    where = " where" if "lit" in rules else " where?" if missing else ""
+    having = " having?" if "number" in rules else ""
+    if shape.top is not None:
+        rules["limit"] = gbnf_literal(f" LIMIT {shape.top}")
+        if shape.descending is not None:
+            rules["dir"] = '" DESC"' if shape.descending else '" ASC"'
+        family["poitem"] = "plead dir"
+        family["goitem"] = family["goitem"].replace("dir?", "dir")
+        order_p, order_g, limit = " porder", " gorder", " limit"
+    elif shape.grouped:
+        # a breakdown reads biggest first, a time series in time order
+        if set(shape.per) & set(_PARTS):
+            family["gorder"] = '" ORDER BY 1"'  # the key, whichever was chosen
+        else:
+            family["goitem"] = 'agg " DESC"'
+        order_p, order_g, limit = " porder?", " gorder", ""
+    else:
+        order_p, order_g, limit = " porder?", " gorder?", ""
+    family["pclauses"] = f'" FROM " from{where}{order_p}{limit}'
+    family["aclauses"] = f'" FROM " from{where}'
+    family["gclauses"] = f'" FROM " from{where} group{having}{order_g}{limit}'
+
+
+def _is_table(word: str | None, table: str) -> bool:
+    """Whether ``word`` (stemmed) names ``table`` ("order" names orders, not order_items)."""
+    return word is not None and words(table) == {word}
+
+
+def _needed(infos: dict[str, TableInfo], texts: dict[tuple[str, str], str | None],
+            shape: Sketch, asked: set[str]) -> set[str]:
+    """The tables a question needs read: the one whose rows it counts, those it names, those
+    with a column it names (no key), with a known value it gives, or with a key "per" names."""
+    per = set(shape.per)
+    needed = set()
+    for name, info in infos.items():
+        table_words = words(name)
+        if _is_table(shape.counted, name) or (table_words and table_words <= asked) or (
+                per and table_words <= per):
+            needed.add(name)
+        for c in info.columns:
+            key = c.primary_key or _KEY.search(c.name)
+            if not key and words(c.name) & (asked | per):
+                needed.add(name)
+            if c.family == "text" and texts.get((name, c.name)) and all_values_known(c, info):
+                needed.add(name)
+    return needed
+
+
+def _label(info: TableInfo) -> Column | None:
+    """The column that names a table's rows: its first text column that is no key, one
+    called "...name..." first."""
+    labels = sorted((c for c in info.columns
+                     if c.family == "text" and usable(c.name) and not c.primary_key),
+                    key=lambda c: "name" not in c.name.lower())
+    return labels[0] if labels else None
+
+
+def _group_keys(group: tuple[str, ...], infos: dict[str, TableInfo],
+                dates: list[tuple[str, Column]], every: list[tuple[str, Column]],
+                shape: Sketch, dialect: str, shown: Any, name_of: Any) -> list[str]:
+    """The grouping keys "per X" names: a column named X ("by country"), the label of a
+    table named X ("per category": ``categories.name``), or a date's part ("per month",
+    "monthly": ``month(order_date)``); [] when it names none (any column or call)."""
+    per = set(shape.per)
+    if not per:
+        return []
+    keys = [ref for ref, c in every if words(c.name) & per and not c.primary_key
+            and not _KEY.search(c.name)]
+    for table in group:
+        label = _label(infos[table])
+        if words(table) & per and label is not None:
+            keys.append(_ref(table, label.name, group, infos, shown, name_of))
+    parts = [p for p in _PARTS if p in per]
+    names = allowed_names(dialect)
+    for part in parts:
+        for ref, _ in dates:
+            if dialect == "duckdb" and part in ("year", "month") and part in names:
+                keys.append(f'"{part}(" {ref} ")"')
+            elif "date_trunc" in names and dialect != "sqlite":
+                keys.append(f'"date_trunc(\'{part}\', " {ref} ")"')
+    return list(dict.fromkeys(keys))
+
+
+def _typed_calls(group: tuple[str, ...], infos: dict[str, TableInfo], rules: dict[str, str],
+                 dialect: str, shown: Any, name_of: Any, suffix: str,
+                 shape: Sketch, asked: set[str] | None) -> dict[str, str]:
+    """A branch's aggregates and calls typed by their columns (``agg``, ``pcall``): sum and
+    avg over number columns, lower/upper/length over text, year/month/date_trunc over dates,
+    and only the aggregates the question names (:class:`.sketch.Sketch`), ``count(DISTINCT
+    col)`` when it says "different"/"distinct". SmolLM2 wrote ``sum(categories.name * ...)``
+    and ``abs(name)``, refused by the database (5 of 9 invalid replies on the demo)."""
+    found: dict[str, list[tuple[str, Column]]] = {"number": [], "text": [], "temporal": []}
+    every: list[tuple[str, Column]] = []
+    for table in group:
+        for c in infos[table].columns:
+            if usable(c.name):
+                ref = _ref(table, c.name, group, infos, shown, name_of)
+                every.append((ref, c))
+                if c.family in found:
+                    found[c.family].append((ref, c))
+    out: dict[str, str] = {}
+    kinds = {"number": "num", "text": "txt", "temporal": "tim"}
+    for family, pairs in found.items():
+        if pairs:
+            out[f"{kinds[family]}{suffix}"] = " | ".join(ref for ref, _ in pairs)
+    num, txt, tim = (f"{kinds[f]}{suffix}" if found[f] else None for f in kinds)
+    # an aggregate's column: one the question names, when it names one ("average discount")
+    if found["number"]:
+        out[f"anum{suffix}"] = " | ".join(_linked(found["number"], asked))
+    out[f"acol{suffix}"] = " | ".join(_linked(found["number"] + found["temporal"], asked)
+                                      if found["number"] or found["temporal"] else
+                                      [ref for ref, _ in every])
+    # "how many countries": the distinct values of the column "country" (not a table's rows)
+    counted = [ref for ref, c in every if shape.counted and shape.counted in words(c.name)
+               and shape.counted not in {w for t in group for w in words(t)}]
+    distinct = (counted or [ref for ref, c in every if words(c.name) & (asked or set())]
+                or [ref for ref, _ in every])
+    out[f"dcount{suffix}"] = " | ".join(distinct)
+    forms: dict[str, list[str]] = {
+        "count": [f'"count(DISTINCT " dcount{suffix} ")"'] if shape.distinct or counted else
+                 ['"count(*)"'],
+        "min": [f'"min(" acol{suffix} ")"'], "max": [f'"max(" acol{suffix} ")"']}
+    if num:
+        arith = f'anum{suffix} ((" + " | " - " | " * ") anum{suffix}){{0,2}}'
+        forms["sum"] = [f'"sum(" {arith} ")"']
+        forms["avg"] = [f'"avg(" {arith} ")"']
+    wanted = [f for name in AGGREGATES if name in shape.aggregates for f in forms.get(name, ())]
+    out[f"agg{suffix}"] = " | ".join(wanted or [f for name in AGGREGATES
+                                                for f in forms.get(name, ())])
+    keys = _group_keys(group, infos, found["temporal"], every, shape, dialect, shown, name_of)
+    if keys:
+        out[f"pgroup{suffix}"] = " | ".join(keys)
+    names = allowed_names(dialect)
+    known = dialect if dialect in _DATES else "duckdb"
+    typed = [(fn, args, num) for fn, args in _SCALAR if fn in _NUMERIC_ONLY]
+    typed += [(fn, args, txt) for fn, args in _SCALAR if fn in ("lower", "upper", "length")]
+    typed += [(fn, args, tim) for fn, args in _DATES[known]]
+    calls = [f'"{fn}(" {args.replace("E", ref)} ")"' for fn, args, ref in typed
+             if ref is not None and fn in names
+             and ("string" in rules or "string" not in _TOKEN.findall(args))]
+    if calls:
+        out[f"pcall{suffix}"] = " | ".join(calls)
+    return out
 
 
 def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None,
@@ -425,14 +680,19 @@ def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None,
 
     rules = dict(_SHARED)
     family = dict(_FAMILY)
+    shape: Sketch | None = None
+    asked = words(question) if question is not None else None
     if question is not None:
         for name in ("number", "date", "string", "lit"):
             del rules[name]
         rules.update(question_literals(question, infos))
-        if "lit" not in rules and not _MISSING.search(question):
-            # no value to filter on: no WHERE (SmolLM2 then wrote "WHERE id IS NULL")
-            for name in ("pclauses", "aclauses", "gclauses"):
-                family[name] = family[name].replace(" where?", "")
+        # no value to filter on: no WHERE (SmolLM2 then wrote "WHERE id IS NULL"); one given:
+        # a WHERE on it; and the select list of the shape asked for
+        shape = sketch(question)
+        if (shape.top is not None and not shape.aggregates
+                and any(_is_table(shape.counted, t.name) for t in infos)):
+            shape = replace(shape, aggregates=frozenset({"count"}))  # "the most orders"
+        _shaped(family, rules, shape, question)
     cols = {}
     for n, info in enumerate(infos, start=1):
         names = [column(c.name) for c in info.columns if usable(c.name)]
@@ -453,17 +713,41 @@ def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None,
     _typed_shared(rules, question)
     texts, values = _text_values(infos, question, rules)
     rules.update(values)
+    groups = list(enumerate(table_sets(list(by_name), edges, MAX_BRANCHES), start=1))
+    spans = periods(question) if question is not None else None
+    typed = {n: _typed(group, by_name, rules, texts, dialect, shown, column, f"-b{n}", asked,
+                       spans) for n, group in groups}
+    if "where" in family["pclauses"].replace("where?", ""):
+        # a WHERE the question's values must fill: only the table sets with a column for one
+        # (SmolLM2 otherwise read "customers in Germany" from regions: "WHERE FALSE")
+        groups = [(n, g) for n, g in groups if typed[n][f"typed-b{n}"] != '"FALSE"'] or groups
+    calls = {n: _typed_calls(group, by_name, rules, dialect, shown, column, f"-b{n}", shape,
+                             asked) for n, group in groups} if shape is not None else {}
+    if shape is not None and shape.grouped:
+        # "per region": only the table sets with a key it names
+        groups = [(n, g) for n, g in groups if f"pgroup-b{n}" in calls[n]] or groups
+    if shape is not None and asked is not None:
+        # the fewest tables that hold all the question needs: "How many orders have been
+        # placed in total?" reads orders alone (SmolLM2 joined order_items and counted lines)
+        needed = _needed(by_name, texts, shape, asked)
+        holding = [(n, g) for n, g in groups if needed <= set(g)]
+        fewest = min((len(g) for _, g in holding), default=0)
+        groups = [(n, g) for n, g in holding if len(g) == fewest] or groups
     branches = []
-    for n, group in enumerate(table_sets(list(by_name), edges, MAX_BRANCHES), start=1):
+    for n, group in groups:
         suffix = f"-b{n}"
         for name, body in family.items():
             rules[name + suffix] = _renamed(body, suffix)
         rules["from" + suffix] = alternatives(from_clauses(group, edges, shown, column))
         rules["col" + suffix] = _columns(group, cols, shown)
-        rules.update(_select_columns(group, by_name, shown, column, suffix))
-        rules.update(_typed(group, by_name, rules, texts, dialect, shown, column, suffix))
+        rules.update(_select_columns(group, by_name, shown, column, suffix, asked,
+                                     shape is not None and shape.top is not None))
+        rules.update(typed[n])
+        rules.update(calls.get(n, {}))
         branches.append("body" + suffix)
-    rules["query"] = f'"SELECT " ("DISTINCT ")? ({" | ".join(branches)})'
+    distinct = ('("DISTINCT ")? ' if shape is None or (shape.distinct and not shape.aggregates)
+                else "")
+    rules["query"] = f'"SELECT " {distinct}({" | ".join(branches)})'
     return "\n".join(f"{name} ::= {body}" for name, body in rules.items()) + "\n"
 
 
@@ -485,12 +769,36 @@ def _columns(group: tuple[str, ...], cols: dict[str, tuple[str, set[str]]],
     return " | ".join(parts)
 
 
+def _picked(group: tuple[str, ...], infos: dict[str, TableInfo], asked: set[str] | None,
+            ranked: bool = False) -> set[tuple[str, str]]:
+    """(table, column) of a branch that a question's select list may name: the columns its
+    words name, each table's label, and for a ranking ("3 cheapest products") the measures
+    it may be ranked by; empty (any column) without a question."""
+    if asked is None:
+        return set()
+    picked = {(t, c.name) for t in group for c in infos[t].columns
+              if usable(c.name) and (words(c.name) & asked or (
+                  ranked and c.family == "number" and not c.primary_key
+                  and not _KEY.search(c.name)))}
+    for table in group:
+        label = _label(infos[table])
+        if label is not None:
+            picked.add((table, label.name))
+    return picked
+
+
 def _select_columns(group: tuple[str, ...], infos: dict[str, TableInfo], shown: Any,
-                    column: Any, suffix: str) -> dict[str, str]:
+                    column: Any, suffix: str, asked: set[str] | None = None,
+                    ranked: bool = False) -> dict[str, str]:
     """``pcols<suffix>``: a list of the branch's columns, each at most once and in the
     schema's order (tables in the branch's order), at most ``MAX_PLAIN`` of them; no aliases (a
     plain column is named by itself). ``pa<i>-<n>`` is "up to n more columns after slot i":
-    take slot i+1 (then up to n-1 more) or skip it; columns x MAX_PLAIN rules at most."""
+    take slot i+1 (then up to n-1 more) or skip it; columns x MAX_PLAIN rules at most.
+
+    With the question's words (``asked``), only the columns it names and each table's label
+    (:func:`_label`): "List the customers who live in Tokyo" is their names, not the first
+    four columns (SmolLM2's choice)."""
+    picked = _picked(group, infos, asked, ranked)
     seen: dict[str, int] = {}
     for table in group:
         for c in infos[table].columns:
@@ -500,7 +808,7 @@ def _select_columns(group: tuple[str, ...], infos: dict[str, TableInfo], shown: 
     for table in group:
         prefix = gbnf_literal(shown(table) + ".")
         for c in infos[table].columns:
-            if not usable(c.name):
+            if not usable(c.name) or (picked and (table, c.name) not in picked):
                 continue
             name = gbnf_literal(column(c.name))
             # qualified, or bare where no other table of the branch has the name

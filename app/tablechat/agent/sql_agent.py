@@ -49,8 +49,9 @@ from .extract import extract_sql
 from .grammar import sql_grammar
 from .grounding import grounded, plain_answer
 from .prompts import render
-from .relevance import rank_tables
+from .relevance import rank_tables, words
 from .shapes import count_example, schema_examples
+from .sketch import sketch
 
 SQL_JSON_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -138,11 +139,16 @@ def compact_messages(inputs: dict[str, Any]) -> list[BaseMessage]:
 
 
 def linked_tables(ctx: QuestionContext, question: str) -> list[str]:
-    """The tables a compact prompt shows for ``question``: the ``LINKED_TABLES`` most relevant
-    (:mod:`.relevance`), or every table when none matches."""
+    """The tables a compact prompt shows for ``question``: the table whose rows it counts
+    ("how many orders ..."), then the most relevant (:mod:`.relevance`), ``LINKED_TABLES`` in
+    all; every table when none matches."""
     shown = ctx.prompt_snapshot.tables
     relevant, _ = rank_tables(ctx.snapshot, question, ctx.semantic)
-    linked = [t for t in relevant if t in shown][:LINKED_TABLES]
+    # "How many orders came from the Berlin store?": the rows counted are orders', whichever
+    # table the value points at (:mod:`.sketch`)
+    counted = sketch(question).counted
+    first = [t for t in shown if counted and counted in words(t)][:1]
+    linked = list(dict.fromkeys([*first, *(t for t in relevant if t in shown)]))[:LINKED_TABLES]
     return linked or list(shown)
 
 

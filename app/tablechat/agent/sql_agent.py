@@ -413,12 +413,15 @@ class SQLAgent:
         # (a separate answer prompt replaced it: the second question's cached share fell)
         # (the compact prompt's first message says how to answer; prompts/sql_compact.md)
         after = list(inputs.get("sql_prompt") or []) if inputs.get("compact") else []
-        async for event in self._answer(ctx, asked, sql, result, usage, after=after):
+        # the SQL turn as the model wrote it (the guard's rewrite, e.g. its LIMIT, would differ
+        # from the tokens the slot holds and be prefilled again)
+        async for event in self._answer(ctx, asked, sql, result, usage, after=after,
+                                        said=reply):
             yield event
 
     async def _answer(
         self, ctx: QuestionContext, question: str, sql: str, result: QueryResult, usage: Usage,
-        *, after: list[BaseMessage] | None = None,
+        *, after: list[BaseMessage] | None = None, said: str | None = None,
     ) -> AsyncIterator[ev.Event]:
         yield ev.Status(step="answer", message="writing the answer")
         values = {
@@ -431,7 +434,7 @@ class SQLAgent:
         if after:  # the SQL turn, then only what is new: the result and what to do with it
             # (the question and the SQL are in the conversation already; every token repeated
             # here is prefilled again on a CPU, outside the prefix cache)
-            messages = [*after, AIMessage(sql),
+            messages = [*after, AIMessage(said or sql),
                         HumanMessage(render("answer_turn", **values))]
         else:
             messages = answer_messages(values)

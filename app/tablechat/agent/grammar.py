@@ -19,6 +19,9 @@ The grammar admits one SELECT that the guard passes and the database runs:
   number, a text column against a string (one of its values when the snapshot holds them all),
   a date column against a date or its year through ``year(col)`` (the dialect's form), a
   boolean against TRUE/FALSE (SmolLM2 wrote ``order_date = 2023``, ``store_id = 'Berlin'``).
+- **The question's shape** (with ``question``): the aggregates, grouping key, ranking,
+  filter values and periods its words name (:mod:`.sketch`, :mod:`.periods`; :func:`_shaped`),
+  and the fewest tables that hold them (:func:`_needed`).
 - **Functions only from the guard's allow-list** (``sql/functions.py``) in the dialect.
 - Literals: numbers, strings, ``DATE 'yyyy-mm-dd'``, NULL, TRUE/FALSE, CURRENT_DATE; lists and
   literals are bounded (``{0,n}``) so a rambling model reaches the end of a rule instead of the
@@ -355,8 +358,8 @@ def _text_values(infos: Iterable[TableInfo], question: str | None, rules: dict[s
     (:func:`.compact_schema.all_values_known`) compares only with them (with a question:
     those it names; none named, no string); another column with ``string`` (the question's
     strings). With a question, a string some column's samples hold is that column's (and
-    any other's whose samples hold it: "the Corporate segment": ``segment``, "in Germany":
-    ``country``, not ``name`` or ``city``); the columns whose values are not all known also
+    any other's whose samples hold it: "the Corporate segment": ``segment``, "in Berlin":
+    ``city``, not ``name`` or ``country``); the columns whose values are not all known also
     take the question's strings that no sample holds (``free-string``)."""
     texts: dict[tuple[str, str], str | None] = {}
     extra: dict[str, str] = {}

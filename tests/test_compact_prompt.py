@@ -16,11 +16,12 @@ import tablechat
 from tablechat import _loop
 from tablechat import events as ev
 from tablechat.agent.client import LLMClient
-from tablechat.agent.compact_schema import compact_table
+from tablechat.agent.compact_schema import MAX_COLUMNS, compact_schema, compact_table
 from tablechat.agent.sql_agent import LINKED_TABLES, SQLAgent
 from tablechat.answer import Usage
 from tablechat.backends import LlamaCppBackend
 from tablechat.config import load_settings
+from tablechat.sql.schema import Column, SchemaSnapshot, TableInfo
 from tests.support.fake_vllm_client import FakeVLLM
 
 SQL_MARK = "Write one duckdb SELECT query"
@@ -151,3 +152,20 @@ def test_a_larger_model_can_have_the_full_prompt_and_json_instead(
     assert "grammar" not in sql
     assert sql["response_format"]["type"] == "json_schema"
     assert SQL_MARK not in str(sql["messages"])  # the full prompt, not the compact one
+
+
+def test_a_wide_tables_line_is_bounded_and_shows_the_columns_the_question_names() -> None:
+    """A 500-column upload made the "compact" prompt longer than a small model's context,
+    and the compact prompt has no shrink-and-retry: a line shows at most ``MAX_COLUMNS``
+    columns, the keys and those the question names first, and says there are more."""
+    names = [f"c{k}" for k in range(500)]
+    names[437] = "shipping_cost"
+    wide = TableInfo("wide", [Column("id", "INTEGER", primary_key=True),
+                              *[Column(name, "VARCHAR") for name in names]])
+    snapshot = SchemaSnapshot("duckdb", {"wide": wide})
+    line = compact_schema(snapshot, ["wide"], "What is the average shipping cost?")
+    shown = line[len("wide("):-len(", ...)")].split(", ")
+    assert line.endswith(", ...)") and len(shown) == MAX_COLUMNS
+    assert shown[:3] == ["id", "c0", "c1"] and "shipping_cost" in shown
+    narrow = TableInfo("t", [Column("a", "INTEGER"), Column("b", "VARCHAR")])
+    assert compact_table(narrow) == "t(a, b)"  # a narrow table is shown whole, no "..."

@@ -16,11 +16,13 @@ The text is the same for every question on a snapshot (it goes in the cached pre
 from __future__ import annotations
 
 from ..sql.schema import Column, SchemaSnapshot, TableInfo
+from .relevance import words
 from .sql_names import sql_name
 
 SAMPLE_VALUES = 5  # what the databases sample per text column (sql/base.py sample_values)
 MAX_VALUES = 5  # values shown for one column: a closed list of categories, not data
 MAX_VALUE_CHARS = 24  # a longer value is data (a name, a note), not a category
+MAX_COLUMNS = 40  # columns a line shows (~200 tokens); the grammar still names them all
 
 
 def all_values_known(column: Column, table: TableInfo) -> bool:
@@ -43,18 +45,38 @@ def _values(column: Column, table: TableInfo) -> str:
     return " (" + ", ".join(f"'{s}'" for s in samples) + ")"
 
 
-def compact_table(table: TableInfo, dialect: str = "duckdb") -> str:
-    """``table(col, col ('v1', 'v2'), ...)``, names written as the dialect's SQL needs them."""
-    columns = ", ".join(sql_name(c.name, dialect) + _values(c, table) for c in table.columns)
-    return f"{sql_name(table.name, dialect)}({columns})"
+def _shown(table: TableInfo, asked: set[str] | None) -> list[Column]:
+    """The columns a line shows: all, or for a table wider than ``MAX_COLUMNS`` the keys, the
+    columns the question's words name, then the first others, ``MAX_COLUMNS`` in all, in the
+    table's order (a 500-column upload made a "compact" prompt longer than the context)."""
+    if len(table.columns) <= MAX_COLUMNS:
+        return list(table.columns)
+    named = asked or set()
+    keys = {c.name for c in table.columns if c.primary_key or c.name.lower().endswith("id")}
+    first = [c for c in table.columns if c.name in keys or words(c.name) & named]
+    rest = [c for c in table.columns if c not in first]
+    kept = {c.name for c in [*first, *rest][:MAX_COLUMNS]}
+    return [c for c in table.columns if c.name in kept]
 
 
-def compact_schema(snapshot: SchemaSnapshot, tables: list[str] | None = None) -> str:
+def compact_table(table: TableInfo, dialect: str = "duckdb",
+                  asked: set[str] | None = None) -> str:
+    """``table(col, col ('v1', 'v2'), ...)``, names written as the dialect's SQL needs them;
+    a wide table's line ends with ``...`` after its ``MAX_COLUMNS`` most useful columns."""
+    shown = _shown(table, asked)
+    columns = ", ".join(sql_name(c.name, dialect) + _values(c, table) for c in shown)
+    more = ", ..." if len(shown) < len(table.columns) else ""
+    return f"{sql_name(table.name, dialect)}({columns}{more})"
+
+
+def compact_schema(snapshot: SchemaSnapshot, tables: list[str] | None = None,
+                   question: str | None = None) -> str:
     """One line per table of ``snapshot`` (``tables`` only, in the snapshot's order, when
-    given)."""
+    given); a wide table shows the columns ``question`` names first."""
     dialect = snapshot.dialect or "duckdb"
     wanted = set(tables) if tables is not None else None
-    return "\n".join(compact_table(t, dialect) for name, t in snapshot.tables.items()
+    asked = words(question) if question is not None else None
+    return "\n".join(compact_table(t, dialect, asked) for name, t in snapshot.tables.items()
                      if wanted is None or name in wanted)
 
 

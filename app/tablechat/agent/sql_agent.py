@@ -292,7 +292,7 @@ class SQLAgent:
                 max_tokens=self.sql_tokens(ctx),
             )
         except LLMUnavailableError as exc:
-            # a compact prompt is a few hundred tokens: nothing to cut
+            # a compact prompt is bounded (two lines of at most 40 columns): nothing to cut
             if failure_kind(exc) != "context" or inputs.get("shrunk") or inputs.get("compact"):
                 raise
             refused = exc
@@ -348,7 +348,7 @@ class SQLAgent:
             inputs["example"] = example
             inputs["example_schema"] = compact_table(shown.tables[example[0]], shown.dialect)
             inputs["tables"] = linked_tables(ctx, asked)
-            inputs["schema"] = compact_schema(shown, inputs["tables"])
+            inputs["schema"] = compact_schema(shown, inputs["tables"], asked)
         if not inputs["examples"] and self.uses_grammar and not inputs["compact"]:
             # a small model learns the grammar's shapes from two examples of the schema's own
             # (the same for every question: they stay in the cached prefix)

@@ -73,4 +73,3 @@ def test_a_counted_word_distinct_and_or() -> None:
 
 def test_a_question_with_no_shape_word_narrows_nothing() -> None:
     assert sketch("Show the names of the stores") == Sketch()
-    assert not Sketch().shaped

@@ -79,11 +79,6 @@ class Sketch:
     # ranking, stemmed
     per: tuple[str, ...] = ()
 
-    @property
-    def shaped(self) -> bool:
-        """Whether the sketch narrows the select list at all."""
-        return bool(self.aggregates or self.grouped or self.top is not None)
-
 
 def _key_words(text: str) -> list[str]:
     """The stemmed content words of ``text`` in their order, periods kept ("month")."""

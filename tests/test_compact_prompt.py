@@ -16,7 +16,7 @@ import tablechat
 from tablechat import _loop
 from tablechat import events as ev
 from tablechat.agent.client import LLMClient
-from tablechat.agent.compact_schema import MAX_COLUMNS, compact_schema, compact_table
+from tablechat.agent.compact_schema import MAX_COLUMNS, compact_schema, compact_table, is_key
 from tablechat.agent.sql_agent import LINKED_TABLES, SQLAgent
 from tablechat.answer import Usage
 from tablechat.backends import LlamaCppBackend
@@ -169,3 +169,36 @@ def test_a_wide_tables_line_is_bounded_and_shows_the_columns_the_question_names(
     assert shown[:3] == ["id", "c0", "c1"] and "shipping_cost" in shown
     narrow = TableInfo("t", [Column("a", "INTEGER"), Column("b", "VARCHAR")])
     assert compact_table(narrow) == "t(a, b)"  # a narrow table is shown whole, no "..."
+
+
+def test_the_counted_table_is_linked_and_the_answer_repeats_the_models_own_sql(
+        demo: tablechat.TableChat, fake_vllm: FakeVLLM) -> None:
+    """"How many orders came from the Berlin store?": the rows counted are orders', so orders
+    is among the linked tables whichever table "Berlin" points at. The answer turn repeats
+    the SQL as the model wrote it, not the guard's rewrite (its LIMIT): the slot holds the
+    model's tokens, and a rewrite is prefilled again."""
+    written = ("SELECT count(*) FROM orders JOIN stores ON stores.id = orders.store_id "
+               "WHERE stores.city = 'Berlin'")
+    fake_vllm.script(rules=[
+        {"match": ANSWER_MARK, "on": "prompt", "reply": {"content": "That many."}},
+        {"match": SQL_MARK, "on": "prompt", "reply": {"content": written}},
+    ])
+    agent, client, config = _agent(fake_vllm)
+    try:
+        events = _ask(demo, agent, config, "How many orders came from the Berlin store?")
+    finally:
+        _loop.run_sync(client.aclose())
+    checked = [e.sql for e in events if isinstance(e, ev.SQL)]
+    assert checked and checked[0] != written  # the guard rewrote it (its LIMIT)
+    sql_turn = _requests(fake_vllm, "Question: How many orders came")[0]["messages"][-1]
+    tables = [line.split("(")[0] for line in sql_turn["content"].split("\n")[1:-1]]
+    assert "orders" in tables and "stores" in tables
+    answer = _requests(fake_vllm, ANSWER_MARK)[0]["messages"]
+    assert answer[-2] == {"role": "assistant", "content": written}
+
+
+def test_a_key_is_told_by_its_name_or_the_schema() -> None:
+    assert is_key(Column("id", "INTEGER")) and is_key(Column("customer_id", "INTEGER"))
+    assert is_key(Column("customerId", "INTEGER")) and is_key(Column("code", "VARCHAR",
+                                                                     primary_key=True))
+    assert not is_key(Column("paid", "BOOLEAN")) and not is_key(Column("valid", "BOOLEAN"))

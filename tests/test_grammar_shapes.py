@@ -26,6 +26,10 @@ def demo_snapshot(demo_db: Path) -> SchemaSnapshot:
 
 CASES = [
     # (question, linked tables, admitted, refused)
+    # the fewest tables that hold what the question needs (SmolLM2 joined and counted lines)
+    ("How many orders have been placed in total?", ["orders", "order_items"],
+     "SELECT count(*) FROM orders",
+     "SELECT count(*) FROM orders JOIN order_items ON order_items.order_id = orders.id"),
     ("How many customers are there in each segment?", ["customers"],
      "SELECT segment, count(*) FROM customers GROUP BY ALL ORDER BY count(*) DESC",
      "SELECT count(*) FROM customers"),

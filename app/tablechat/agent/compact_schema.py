@@ -15,6 +15,8 @@ The text is the same for every question on a snapshot (it goes in the cached pre
 
 from __future__ import annotations
 
+import re
+
 from ..sql.schema import Column, SchemaSnapshot, TableInfo
 from .relevance import words
 from .sql_names import sql_name
@@ -31,6 +33,24 @@ def all_values_known(column: Column, table: TableInfo) -> bool:
     such a column's values and the grammar (:mod:`.grammar`) lets a filter name only them."""
     return bool(column.samples) and (len(column.samples) < SAMPLE_VALUES or (
         table.row_count is not None and table.row_count <= len(column.samples)))
+
+
+_KEY = re.compile(r"(?:^|_)id$", re.I)  # "id", "customer_id" (not "paid")
+_CAMEL_KEY = re.compile(r"[a-z]Id$")  # "customerId"
+
+
+def is_key(column: Column) -> bool:
+    """Whether ``column`` is a key (its table's primary key, or named like one): it joins
+    rows; it is no value a question filters, ranks or lists by."""
+    return column.primary_key or bool(_KEY.search(column.name) or _CAMEL_KEY.search(column.name))
+
+
+def label_column(table: TableInfo) -> Column | None:
+    """The column that names a table's rows: its first text column that is no key, one
+    called "...name..." first."""
+    labels = [c for c in table.columns if c.family == "text" and not is_key(c)]
+    labels.sort(key=lambda c: "name" not in c.name.lower())
+    return labels[0] if labels else None
 
 
 def _values(column: Column, table: TableInfo) -> str:
@@ -52,8 +72,7 @@ def _shown(table: TableInfo, asked: set[str] | None) -> list[Column]:
     if len(table.columns) <= MAX_COLUMNS:
         return list(table.columns)
     named = asked or set()
-    keys = {c.name for c in table.columns if c.primary_key or c.name.lower().endswith("id")}
-    first = [c for c in table.columns if c.name in keys or words(c.name) & named]
+    first = [c for c in table.columns if is_key(c) or words(c.name) & named]
     rest = [c for c in table.columns if c not in first]
     kept = {c.name for c in [*first, *rest][:MAX_COLUMNS]}
     return [c for c in table.columns if c.name in kept]
@@ -80,4 +99,4 @@ def compact_schema(snapshot: SchemaSnapshot, tables: list[str] | None = None,
                      if wanted is None or name in wanted)
 
 
-__all__ = ["all_values_known", "compact_schema", "compact_table"]
+__all__ = ["all_values_known", "compact_schema", "compact_table", "is_key", "label_column"]

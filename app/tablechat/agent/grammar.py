@@ -49,11 +49,11 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..sql.functions import allowed_names
 from ..sql.schema import Column, SchemaSnapshot, TableInfo
-from .compact_schema import all_values_known
+from .compact_schema import all_values_known, is_key, label_column
 from .join_paths import edges_of, from_clauses, table_sets
 from .periods import Period, periods
 from .relevance import words
-from .sketch import AGGREGATES, Sketch, sketch, top_count
+from .sketch import AGGREGATES, Sketch, names_table, sketch, top_count
 from .sql_names import (
     BAD_ALIASES,
     RESERVED,
@@ -251,12 +251,9 @@ def _linked(found: list[tuple[str, Column]], asked: set[str] | None) -> list[str
     key, else all."""
     if asked is None:
         return [ref for ref, _ in found]
-    plain = [(ref, c) for ref, c in found if not c.primary_key and not _KEY.search(c.name)]
+    plain = [(ref, c) for ref, c in found if not is_key(c)]
     named = [ref for ref, c in plain if words(c.name) & asked]
     return named or [ref for ref, _ in plain] or [ref for ref, _ in found]
-
-
-_KEY = re.compile(r"(?:^|_)id$|Id$", re.I)
 
 
 def _typed(group: tuple[str, ...], infos: dict[str, TableInfo], rules: dict[str, str],
@@ -483,7 +480,11 @@ def _shaped(family: dict[str, str], rules: dict[str, str], shape: Sketch,
     missing = bool(_MISSING.search(question))
     values = sum(len(_split_top(rules[k])) for k in ("number", "string") if k in rules)
     values += len(set(_YEAR.findall(question))) + bool(_RECENT.search(question))
-    grouped = 'pgroup ", " aitem (", " aitem)? gclauses'
+    # as many aggregates as the question names, each bare (SmolLM2: "abs(count(*)) || ..."),
+    # unless it asks for a ratio; one grouping key
+    extra = max(0, len(shape.aggregates) - 1)
+    family["alist"] = f'aitem (", " aitem){{0,{extra}}}'
+    grouped = 'pgroup ", " alist gclauses'
     if shape.grouped or (shape.top is not None and shape.aggregates):
         bodies = [grouped]
     elif shape.top is not None:  # "3 cheapest products": rows, ranked
@@ -494,11 +495,6 @@ def _shaped(family: dict[str, str], rules: dict[str, str], shape: Sketch,
         bodies = ['"*" pclauses', "plist pclauses"] if _ALL.search(question) else [
             "plist pclauses"]
     family["body"] = " | ".join(bodies)
-    # as many aggregates as the question names, each bare (SmolLM2: "abs(count(*)) || ..."),
-    # unless it asks for a ratio; one grouping key
-    extra = max(0, len(shape.aggregates) - 1)
-    family["alist"] = f'aitem (", " aitem){{0,{extra}}}'
-    family["body"] = family["body"].replace('(", " aitem)?', f'(", " aitem){{0,{extra}}}')
     family["alead"] = "agg"
     if not _RATIO.search(question):
         family["aitem"] = 'agg (" AS " alias)?'
@@ -537,11 +533,6 @@ def _shaped(family: dict[str, str], rules: dict[str, str], shape: Sketch,
     family["gclauses"] = f'" FROM " from{where} group{having}{order_g}{limit}'
 
 
-def _is_table(word: str | None, table: str) -> bool:
-    """Whether ``word`` (stemmed) names ``table`` ("order" names orders, not order_items)."""
-    return word is not None and words(table) == {word}
-
-
 def _needed(infos: dict[str, TableInfo], texts: dict[tuple[str, str], str | None],
             shape: Sketch, asked: set[str]) -> set[str]:
     """The tables a question needs read: the one whose rows it counts, those it names, those
@@ -550,25 +541,15 @@ def _needed(infos: dict[str, TableInfo], texts: dict[tuple[str, str], str | None
     needed = set()
     for name, info in infos.items():
         table_words = words(name)
-        if _is_table(shape.counted, name) or (table_words and table_words <= asked) or (
+        if names_table(shape.counted, name) or (table_words and table_words <= asked) or (
                 per and table_words <= per):
             needed.add(name)
         for c in info.columns:
-            key = c.primary_key or _KEY.search(c.name)
-            if not key and words(c.name) & (asked | per):
+            if not is_key(c) and words(c.name) & (asked | per):
                 needed.add(name)
             if c.family == "text" and texts.get((name, c.name)) and all_values_known(c, info):
                 needed.add(name)
     return needed
-
-
-def _label(info: TableInfo) -> Column | None:
-    """The column that names a table's rows: its first text column that is no key, one
-    called "...name..." first."""
-    labels = sorted((c for c in info.columns
-                     if c.family == "text" and usable(c.name) and not c.primary_key),
-                    key=lambda c: "name" not in c.name.lower())
-    return labels[0] if labels else None
 
 
 def _group_keys(group: tuple[str, ...], infos: dict[str, TableInfo],
@@ -580,11 +561,10 @@ def _group_keys(group: tuple[str, ...], infos: dict[str, TableInfo],
     per = set(shape.per)
     if not per:
         return []
-    keys = [ref for ref, c in every if words(c.name) & per and not c.primary_key
-            and not _KEY.search(c.name)]
+    keys = [ref for ref, c in every if words(c.name) & per and not is_key(c)]
     for table in group:
-        label = _label(infos[table])
-        if words(table) & per and label is not None:
+        label = label_column(infos[table])
+        if words(table) & per and label is not None and usable(label.name):
             keys.append(_ref(table, label.name, group, infos, shown, name_of))
     parts = [p for p in _PARTS if p in per]
     names = allowed_names(dialect)
@@ -693,7 +673,7 @@ def sql_grammar(snapshot: SchemaSnapshot, tables: Iterable[str] | None = None,
         # a WHERE on it; and the select list of the shape asked for
         shape = sketch(question)
         if (shape.top is not None and not shape.aggregates
-                and any(_is_table(shape.counted, t.name) for t in infos)):
+                and any(names_table(shape.counted, t.name) for t in infos)):
             shape = replace(shape, aggregates=frozenset({"count"}))  # "the most orders"
         _shaped(family, rules, shape, question)
     cols = {}
@@ -781,11 +761,10 @@ def _picked(group: tuple[str, ...], infos: dict[str, TableInfo], asked: set[str]
         return set()
     picked = {(t, c.name) for t in group for c in infos[t].columns
               if usable(c.name) and (words(c.name) & asked or (
-                  ranked and c.family == "number" and not c.primary_key
-                  and not _KEY.search(c.name)))}
+                  ranked and c.family == "number" and not is_key(c)))}
     for table in group:
-        label = _label(infos[table])
-        if label is not None:
+        label = label_column(infos[table])
+        if label is not None and usable(label.name):
             picked.add((table, label.name))
     return picked
 
@@ -799,8 +778,8 @@ def _select_columns(group: tuple[str, ...], infos: dict[str, TableInfo], shown: 
     take slot i+1 (then up to n-1 more) or skip it; columns x MAX_PLAIN rules at most.
 
     With the question's words (``asked``), only the columns it names and each table's label
-    (:func:`_label`): "List the customers who live in Tokyo" is their names, not the first
-    four columns (SmolLM2's choice)."""
+    (:func:`.compact_schema.label_column`): "List the customers who live in Tokyo" is their
+    names, not the first four columns (SmolLM2's choice)."""
     picked = _picked(group, infos, asked, ranked)
     seen: dict[str, int] = {}
     for table in group:

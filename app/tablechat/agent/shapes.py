@@ -13,6 +13,7 @@ alone, never from a question set. Shown only when no verified examples (issue 14
 from __future__ import annotations
 
 from ..sql.schema import SchemaSnapshot, TableInfo
+from .compact_schema import label_column
 from .join_paths import edges_of
 from .sql_names import sql_name
 
@@ -27,11 +28,9 @@ def _group_example(snapshot: SchemaSnapshot, dialect: str) -> str | None:
                    key=lambda e: (-_rows(snapshot.tables[e.left]), e.left, e.right))
     labelled = []
     for edge in edges:
-        texts = [c for c in snapshot.tables[edge.right].columns
-                 if c.family == "text" and not c.primary_key]
-        texts.sort(key=lambda c: "name" not in c.name.lower())  # a name reads best
-        if texts:
-            labelled.append((edge, texts[0]))
+        label = label_column(snapshot.tables[edge.right])  # a name reads best
+        if label is not None:
+            labelled.append((edge, label))
     labelled.sort(key=lambda pair: "name" not in pair[1].name.lower())  # stable: rows order
     for edge, label in labelled[:1]:
         child, ref = sql_name(edge.left, dialect), sql_name(edge.right, dialect)

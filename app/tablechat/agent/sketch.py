@@ -80,6 +80,12 @@ class Sketch:
     per: tuple[str, ...] = ()
 
 
+def names_table(word: str | None, table: str) -> bool:
+    """Whether ``word`` (stemmed, as :attr:`Sketch.counted`) names ``table`` ("order" names
+    orders, not order_items)."""
+    return word is not None and words(table) == {word}
+
+
 def _key_words(text: str) -> list[str]:
     """The stemmed content words of ``text`` in their order, periods kept ("month")."""
     content = words(text)
@@ -150,4 +156,4 @@ def sketch(question: str) -> Sketch:
                   counted=stem(counted.group(1)) if counted else None, per=tuple(per))
 
 
-__all__ = ["AGGREGATES", "Sketch", "sketch", "top_count"]
+__all__ = ["AGGREGATES", "Sketch", "names_table", "sketch", "top_count"]

@@ -49,9 +49,9 @@ from .extract import extract_sql
 from .grammar import sql_grammar
 from .grounding import grounded, plain_answer
 from .prompts import render
-from .relevance import rank_tables, words
+from .relevance import rank_tables
 from .shapes import count_example, schema_examples
-from .sketch import sketch
+from .sketch import names_table, sketch
 
 SQL_JSON_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -147,7 +147,7 @@ def linked_tables(ctx: QuestionContext, question: str) -> list[str]:
     # "How many orders came from the Berlin store?": the rows counted are orders', whichever
     # table the value points at (:mod:`.sketch`)
     counted = sketch(question).counted
-    first = [t for t in shown if counted and counted in words(t)][:1]
+    first = [t for t in shown if names_table(counted, t)][:1]
     linked = list(dict.fromkeys([*first, *(t for t in relevant if t in shown)]))[:LINKED_TABLES]
     return linked or list(shown)
 
